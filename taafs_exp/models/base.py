@@ -8,11 +8,14 @@ takes -dE/dR by autograd, so every backbone must keep ``batch[POSITIONS]`` (and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
+from ase.data import chemical_symbols
 from torch import Tensor, nn
 
+from taafs_exp.data.frame import Frame
 from taafs_exp.data.stats import DatasetStatistics
 
 #: Builds one activation module; backbones call it once per layer (``num_channels`` = width).
@@ -40,3 +43,16 @@ class Potential(nn.Module):
 
         Called once before training; the default uses nothing.
         """
+
+    @classmethod
+    def resolve_hparams(cls, hparams: dict[str, Any], train_frames: Sequence[Frame]) -> dict[str, Any]:
+        """Fill the hyper-parameters the config leaves to the data (before the model is built).
+
+        The default replaces ``type_map: null`` by the chemical symbols of the training
+        elements, in order of atomic number; backbones extend it (DP: ``sel: auto``).
+        """
+        hparams = dict(hparams)
+        if "type_map" in hparams and hparams["type_map"] is None:
+            elements = sorted({int(z) for f in train_frames for z in f.numbers.tolist()})
+            hparams["type_map"] = [chemical_symbols[z] for z in elements]
+        return hparams

@@ -1,0 +1,246 @@
+"""LightningDataModule: load, split, neighbour lists (cached), training-split statistics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from taafs_exp.data import keys as K
+from taafs_exp.data.collate import collate_graphs, frame_to_graph
+from taafs_exp.data.errors import DataError
+from taafs_exp.data.frame import Frame
+from taafs_exp.data.stats import DatasetStatistics
+
+log = logging.getLogger(__name__)
+
+STAGES = ("train", "val", "test")
+
+
+class GraphDataset(Dataset):
+    """Frames of one split as single-frame graphs; each neighbour list is built once, then cached."""
+
+    def __init__(self, frames: Sequence[Frame], cutoff: float) -> None:
+        self.frames = frames
+        self.cutoff = cutoff
+        self._graphs: list[dict[str, Tensor] | None] = [None] * len(frames)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        graph = self._graphs[index]
+        if graph is None:
+            graph = self._graphs[index] = frame_to_graph(self.frames[index], self.cutoff)
+        return graph
+
+
+def split_indices(
+    systems: Sequence[str], split: dict[str, Any] | None, seed: int, source: str
+) -> dict[str, list[int]]:
+    """Frame indices of train/val/test.
+
+    Args:
+        systems: the system name of every frame (e.g. ``data_0`` for a deepmd folder).
+        split: ``{"train": [names], "val": [names], "test": [names]}`` to split by named
+            systems, or ``{"fractions": [f_train, f_val, f_test]}`` for a random split seeded by
+            ``seed``; None means fractions 0.8/0.1/0.1.
+        source: the data path, named in errors.
+    """
+    split = dict(split or {"fractions": [0.8, 0.1, 0.1]})
+    num_frames = len(systems)
+    if "fractions" in split:
+        fractions = [float(f) for f in split["fractions"]]
+        if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+            raise DataError(
+                f"{source}: data.split.fractions = {fractions}; expected three non-negative "
+                "numbers (train, val, test) that sum to 1"
+            )
+        order = torch.randperm(num_frames, generator=torch.Generator().manual_seed(seed)).tolist()
+        n_train = round(fractions[0] * num_frames)
+        n_val = round(fractions[1] * num_frames)
+        parts = {
+            "train": order[:n_train],
+            "val": order[n_train : n_train + n_val],
+            "test": order[n_train + n_val :],
+        }
+    else:
+        unknown_keys = set(split) - set(STAGES)
+        if unknown_keys or not set(STAGES) <= set(split):
+            raise DataError(
+                f"{source}: data.split has keys {sorted(split)}; expected 'fractions' or all of "
+                f"{list(STAGES)} (lists of system names)"
+            )
+        available = sorted(set(systems))
+        parts = {}
+        for stage in STAGES:
+            names = [str(n) for n in split[stage]]
+            missing = [n for n in names if n not in available]
+            if missing:
+                raise DataError(
+                    f"{source}: data.split.{stage} names systems {missing} that are not in the "
+                    f"data; available systems: {available}"
+                )
+            parts[stage] = [i for i, s in enumerate(systems) if s in names]
+    for stage, indices in parts.items():
+        if not indices:
+            raise DataError(
+                f"{source}: the {stage} split is empty ({num_frames} frames, split {split}); "
+                "expected at least one frame in each of train, val and test"
+            )
+    return parts
+
+
+def compute_statistics(graphs: Sequence[dict[str, Tensor]]) -> DatasetStatistics:
+    """Statistics of the training split (see :class:`DatasetStatistics`).
+
+    The per-element energy shift solves min ‖A s − E‖ with A[f, Z] the count of element Z in
+    frame f, by least squares with the minimum-norm solution when A is rank deficient (as
+    DeePMD-kit does, e.g. water where every frame has the same composition).
+    """
+    numbers = [g[K.NUMBERS] for g in graphs]
+    elements = sorted(set(torch.cat(numbers).tolist()))
+    column = {z: c for c, z in enumerate(elements)}
+    counts = torch.zeros(len(graphs), len(elements), dtype=torch.float64)
+    for f, z in enumerate(numbers):
+        for value, n in zip(*torch.unique(z, return_counts=True)):
+            counts[f, column[int(value)]] = float(n)
+    energies = torch.stack([g[K.ENERGY].reshape(()) for g in graphs]).to(torch.float64)
+    shift = torch.linalg.lstsq(counts, energies[:, None], driver="gelsd").solution[:, 0]
+    natoms = counts.sum(1)
+    residual_per_atom = (energies - counts @ shift) / natoms
+    forces = torch.cat([g[K.FORCES] for g in graphs]).to(torch.float64)
+    num_edges = sum(g[K.EDGE_INDEX].shape[1] for g in graphs)
+    return DatasetStatistics(
+        energy_shift={z: float(shift[c]) for z, c in column.items()},
+        force_rms=float(forces.pow(2).mean().sqrt()),
+        avg_num_neighbors=num_edges / float(natoms.sum()),
+        energy_per_atom_std=float(residual_per_atom.std()) if len(graphs) > 1 else 0.0,
+        elements=elements,
+    )
+
+
+class AtomsDataModule(pl.LightningDataModule):
+    """Energies and forces of atomic frames, served as flat batches (keys in :mod:`.keys`).
+
+    Args:
+        path: data file or folder (see :func:`taafs_exp.data.load_dataset`).
+        format: reader name or ``auto``.
+        reader_options: passed to the reader (e.g. ``energy_key``, ``units``).
+        split: named systems or fractions (see :func:`split_indices`).
+        split_seed: seed of a random split.
+        batch_size: training frames per step; ``eval_batch_size`` for validation and test.
+        num_workers: DataLoader workers (0 keeps the neighbour-list cache in this process).
+        generator: builds ``path`` on first use when it does not exist (a data generator).
+        shuffle_seed: seed of the training order (resumable: the order is saved in checkpoints).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        format: str = "auto",
+        reader_options: dict[str, Any] | None = None,
+        split: dict[str, Any] | None = None,
+        split_seed: int = 0,
+        batch_size: int = 1,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        generator: Callable[[Path], Any] | None = None,
+        shuffle_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.format = format
+        self.reader_options = dict(reader_options or {})
+        self.split = dict(split) if split is not None else None
+        self.split_seed = split_seed
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.generator = generator
+        self.shuffle_seed = shuffle_seed
+        self.cutoff: float | None = None
+        self.frames: dict[str, list[Frame]] = {}
+        self.datasets: dict[str, GraphDataset] = {}
+        self._statistics: DatasetStatistics | None = None
+
+    def prepare_data(self) -> None:
+        if not self.path.exists() and self.generator is not None:
+            log.info("generating %s (first use)", self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.generator(self.path)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.frames:
+            return
+        from taafs_exp.data import load_dataset
+
+        self.prepare_data()
+        dataset = load_dataset(self.path, format=self.format, **self.reader_options)
+        systems = [dataset.system_of(i) for i in range(len(dataset))]
+        parts = split_indices(systems, self.split, self.split_seed, str(self.path))
+        self.frames = {s: [dataset[i] for i in idx] for s, idx in parts.items()}
+        log.info(
+            "data %s: %s frames (train/val/test)",
+            self.path,
+            "/".join(str(len(self.frames[s])) for s in STAGES),
+        )
+
+    def set_cutoff(self, cutoff: float) -> None:
+        """Neighbour-list radius of the model, Å; graphs are built lazily and cached."""
+        self.setup()
+        self.cutoff = float(cutoff)
+        self.datasets = {s: GraphDataset(f, self.cutoff) for s, f in self.frames.items()}
+        self._statistics = None
+
+    def elements(self) -> list[int]:
+        """Atomic numbers present in the training split, sorted."""
+        self.setup()
+        return sorted({int(z) for f in self.frames["train"] for z in f.numbers.tolist()})
+
+    def _require_cutoff(self) -> None:
+        if self.cutoff is None:
+            raise RuntimeError("AtomsDataModule.set_cutoff(model.cutoff) must be called first")
+
+    def statistics(self) -> DatasetStatistics:
+        """Training-split statistics at the current cutoff (computed once)."""
+        self._require_cutoff()
+        if self._statistics is None:
+            train = self.datasets["train"]
+            self._statistics = compute_statistics([train[i] for i in range(len(train))])
+        return self._statistics
+
+    def train_batches(self, batch_size: int = 16) -> Iterator[dict[str, Tensor]]:
+        """The training split in order, for models' data-dependent normalisation."""
+        self._require_cutoff()
+        train = self.datasets["train"]
+        for start in range(0, len(train), batch_size):
+            end = min(start + batch_size, len(train))
+            yield collate_graphs([train[i] for i in range(start, end)])
+
+    def _loader(self, stage: str, shuffle: bool) -> StatefulDataLoader:
+        self._require_cutoff()
+        return StatefulDataLoader(
+            self.datasets[stage],
+            batch_size=self.batch_size if stage == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            generator=torch.Generator().manual_seed(self.shuffle_seed) if shuffle else None,
+            collate_fn=collate_graphs,
+            num_workers=self.num_workers,
+        )
+
+    def train_dataloader(self) -> StatefulDataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> StatefulDataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> StatefulDataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,1 @@
+"""Training: the LightningModule shared by every backbone, DeePMD-kit's schedule, train(cfg)."""

@@ -1,0 +1,220 @@
+"""One LightningModule for every backbone: forces by autograd, DeePMD-kit's loss and schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
+
+from taafs_exp.activations import extra_parameter_count
+from taafs_exp.data import keys as K
+from taafs_exp.models.base import Potential
+from taafs_exp.training.schedule import ExponentialDecay, prefactor
+
+#: Metric names, shared by the logger, metrics.json and the results tables (meV, Å).
+METRIC_NAMES = (
+    "rmse_e_per_atom_meV",
+    "rmse_f_meV_per_A",
+    "mae_e_per_atom_meV",
+    "mae_f_meV_per_A",
+)
+
+
+def predict(
+    model: Potential, batch: dict[str, Tensor], *, create_graph: bool, virial: bool = False
+) -> dict[str, Tensor]:
+    """Energy (F,) eV, forces -∂E/∂R (N, 3) eV/Å and, if asked, virial -∂E/∂ε (F, 3, 3) eV.
+
+    The virial comes from a symmetric homogeneous strain ε applied to positions, image
+    shifts and cell (r → r (1 + ε)), so every backbone that reads those fields gets it.
+    ``create_graph`` keeps the graph of the derivatives, needed when a loss uses them.
+    """
+    batch = dict(batch)
+    positions = batch[K.POSITIONS].detach().requires_grad_(True)
+    inputs = [positions]
+    batch[K.POSITIONS] = positions
+    if virial:
+        num_frames = batch[K.NUM_ATOMS].shape[0]
+        strain = torch.zeros(num_frames, 3, 3, dtype=positions.dtype, device=positions.device)
+        strain.requires_grad_(True)
+        deform = torch.eye(3, dtype=positions.dtype, device=positions.device) + 0.5 * (
+            strain + strain.transpose(1, 2)
+        )
+        atom_frame = batch[K.BATCH]
+        edge_frame = atom_frame[batch[K.EDGE_INDEX][0]]
+        batch[K.POSITIONS] = torch.einsum("ni,nij->nj", positions, deform[atom_frame])
+        batch[K.SHIFTS] = torch.einsum("ei,eij->ej", batch[K.SHIFTS], deform[edge_frame])
+        batch[K.CELL] = torch.bmm(batch[K.CELL], deform)
+        inputs.append(strain)
+    energy = model(batch)
+    grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
+    out = {K.ENERGY: energy, K.FORCES: -grads[0]}
+    if virial:
+        out[K.VIRIAL] = -grads[1]
+    return out
+
+
+def _to_dtype(batch: dict[str, Tensor], dtype: torch.dtype) -> dict[str, Tensor]:
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch.items()}
+
+
+class PotentialModule(pl.LightningModule):
+    """Trains a :class:`~taafs_exp.models.base.Potential` on energies and forces (and virials).
+
+    Loss (DeePMD-kit's ``ener`` loss): L = p_e·MSE(E/N) + p_f·MSE(F) + p_v·MSE(W/N), with each
+    prefactor moving from its start to its limit value as the learning rate decays:
+    p = limit + (start − limit)·lr/start_lr. Energies in eV, forces in eV/Å, virials in eV.
+
+    Args:
+        model: the backbone config (a Hydra node with ``_target_``, already resolved against
+            the data, e.g. DP's ``sel``); stored in the checkpoint so the module rebuilds itself.
+        training: ``lr`` (start_lr, stop_lr, decay_steps), ``num_steps``, ``loss`` prefactors
+            (start_pref_e, limit_pref_e, start_pref_f, limit_pref_f, start_pref_v, limit_pref_v)
+            and ``optimizer`` (a ``_partial_`` Hydra node, Adam by default).
+    """
+
+    def __init__(self, model: dict[str, Any], training: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model: Potential = hydra.utils.instantiate(model)
+        lr = training["lr"]
+        self.schedule = ExponentialDecay(
+            start_lr=float(lr["start_lr"]),
+            stop_lr=float(lr["stop_lr"]),
+            decay_steps=int(lr["decay_steps"]),
+            num_steps=int(training["num_steps"]),
+        )
+        self.loss_prefs = {k: float(v) for k, v in training["loss"].items()}
+        metrics = MetricCollection(
+            {
+                "rmse_e_per_atom_meV": MeanSquaredError(squared=False),
+                "mae_e_per_atom_meV": MeanAbsoluteError(),
+                "rmse_f_meV_per_A": MeanSquaredError(squared=False),
+                "mae_f_meV_per_A": MeanAbsoluteError(),
+            }
+        )
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        #: (step, rmse_e_per_atom_meV, rmse_f_meV_per_A) after every validation
+        self.val_curve: list[tuple[int, float, float]] = []
+
+    @property
+    def model_dtype(self) -> torch.dtype:
+        """Precision of the backbone (DP: float64 by default); batches are cast to it."""
+        return next(self.model.parameters()).dtype
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def n_extra_params(self) -> int:
+        return extra_parameter_count(self.model)
+
+    def forward(self, batch: dict[str, Tensor], create_graph: bool = False) -> dict[str, Tensor]:
+        batch = _to_dtype(batch, self.model_dtype)
+        virial = self.loss_prefs.get("start_pref_v", 0.0) > 0 and bool(batch[K.HAS_VIRIAL].any())
+        return predict(self.model, batch, create_graph=create_graph, virial=virial)
+
+    def prefactors(self, step: int) -> dict[str, float]:
+        lr = self.schedule.lr(step)
+        start_lr = self.schedule.start_lr
+        p = self.loss_prefs
+        return {
+            q: prefactor(p.get(f"start_pref_{q}", 0.0), p.get(f"limit_pref_{q}", 0.0), lr, start_lr)
+            for q in ("e", "f", "v")
+        }
+
+    def loss(self, batch: dict[str, Tensor], pred: dict[str, Tensor], step: int) -> Tensor:
+        """DeePMD-kit's ``ener`` loss at ``step`` (see class docstring)."""
+        pref = self.prefactors(step)
+        natoms = batch[K.NUM_ATOMS].to(pred[K.ENERGY].dtype)
+        loss = pref["e"] * torch.mean(((pred[K.ENERGY] - batch[K.ENERGY]) / natoms) ** 2)
+        loss = loss + pref["f"] * torch.mean((pred[K.FORCES] - batch[K.FORCES]) ** 2)
+        if K.VIRIAL in pred:
+            mask = batch[K.HAS_VIRIAL]
+            diff = (pred[K.VIRIAL] - batch[K.VIRIAL])[mask] / natoms[mask, None, None]
+            loss = loss + pref["v"] * torch.mean(diff**2)
+        return loss
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        batch = _to_dtype(batch, self.model_dtype)
+        pred = self(batch, create_graph=True)
+        loss = self.loss(batch, pred, self.global_step)
+        size = int(batch[K.NUM_ATOMS].shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/lr", self.schedule.lr(self.global_step), batch_size=size)
+        return loss
+
+    def _evaluate(self, batch: dict[str, Tensor], metrics: MetricCollection) -> None:
+        batch = _to_dtype(batch, self.model_dtype)
+        with torch.enable_grad():
+            pred = self(batch)
+        natoms = batch[K.NUM_ATOMS].to(self.model_dtype)
+        e_pred = 1000.0 * pred[K.ENERGY].detach() / natoms
+        e_ref = 1000.0 * batch[K.ENERGY] / natoms
+        f_pred = 1000.0 * pred[K.FORCES].detach().flatten()
+        f_ref = 1000.0 * batch[K.FORCES].flatten()
+        for name, metric in metrics.items(keep_base=True):
+            if "_e_" in name:
+                metric.update(e_pred, e_ref)
+            else:
+                metric.update(f_pred, f_ref)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        values = {k: float(v) for k, v in self.val_metrics.compute().items()}
+        self.val_metrics.reset()
+        self.log_dict(values, sync_dist=False)
+        if self.trainer.sanity_checking:
+            return
+        rmse_e, rmse_f = values["val/rmse_e_per_atom_meV"], values["val/rmse_f_meV_per_A"]
+        self.val_curve.append((int(self.global_step), rmse_e, rmse_f))
+        best = min(f for _, _, f in self.val_curve)
+        self.log("val/rmse_f_meV_per_A_best", best)
+        if self.trainer.is_global_zero:
+            print(
+                f"[val] step {self.global_step:6d}  lr {self.schedule.lr(self.global_step):.2e}  "
+                f"E rmse {rmse_e:9.3f} meV/atom  F rmse {rmse_f:9.2f} meV/Å",
+                flush=True,
+            )
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict({k: float(v) for k, v in self.test_metrics.compute().items()})
+        self.test_metrics.reset()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer_cfg = self.hparams["training"].get("optimizer") or {"_target_": "torch.optim.Adam"}
+        optimizer_cfg = OmegaConf.create(dict(optimizer_cfg))
+        optimizer_cfg["_partial_"] = True
+        optimizer = hydra.utils.instantiate(optimizer_cfg)(
+            self.parameters(), lr=self.schedule.start_lr
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule.factor)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["val_curve"] = [list(row) for row in self.val_curve]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.val_curve = [tuple(row) for row in checkpoint.get("val_curve", [])]
+
+
+def as_plain_dict(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """A resolved, container-free copy of a config node (safe to store in a checkpoint)."""
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return dict(cfg)
+
+

@@ -1,0 +1,115 @@
+"""``train(cfg)``: data → model → Lightning fit → test → ``metrics.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+from omegaconf import DictConfig, OmegaConf
+
+from taafs_exp.data.datamodule import AtomsDataModule
+from taafs_exp.models.base import Potential
+from taafs_exp.training.module import METRIC_NAMES, PotentialModule, as_plain_dict
+
+log = logging.getLogger(__name__)
+
+
+def build_module(cfg: DictConfig, datamodule: AtomsDataModule) -> PotentialModule:
+    """The backbone of ``cfg.model``, its data-dependent options resolved on the training split."""
+    model_cfg = as_plain_dict(cfg.model)
+    model_cls: type[Potential] = hydra.utils.get_class(model_cfg["_target_"])
+    model_cfg = model_cls.resolve_hparams(model_cfg, datamodule.frames["train"])
+    return PotentialModule(model=model_cfg, training=as_plain_dict(cfg.training))
+
+
+def instantiate_logger(cfg: DictConfig) -> Any:
+    """The configured Lightning logger, or False for ``logger=none``."""
+    node = cfg.get("logger")
+    if not node or "_target_" not in node:
+        return False
+    if "Wandb" in node["_target_"]:
+        os.environ.setdefault("WANDB_SILENT", "true")
+    return hydra.utils.instantiate(node)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON through a temporary file and a rename: never a half-written file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train one model as configured; returns the content of ``metrics.json``."""
+    start = time.perf_counter()
+    pl.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    datamodule: AtomsDataModule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup()
+    module = build_module(cfg, datamodule)
+    datamodule.set_cutoff(module.model.cutoff)
+    if not cfg.get("ckpt_path"):
+        module.model.fit_statistics(datamodule.statistics(), datamodule.train_batches())
+
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    logger = instantiate_logger(cfg)
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    if logger:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_s = time.perf_counter() - start
+
+    test_metrics: dict[str, float] = {}
+    if cfg.get("test", True):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        test_metrics = {k.removeprefix("test/"): float(v) for k, v in results[0].items()}
+
+    metrics = {
+        "model": cfg.get("model_name"),
+        "activation": as_plain_dict(cfg.activation),
+        "data": cfg.get("data_name"),
+        "seed": int(cfg.seed),
+        "n_params": module.n_params(),
+        "n_extra_params": module.n_extra_params(),
+        "steps": int(trainer.global_step),
+        "wall_s": round(time.perf_counter() - start, 2),
+        "fit_s": round(fit_s, 2),
+        "test": {**{k: test_metrics.get(k) for k in METRIC_NAMES}, "split": "test"},
+        "val_curve": [
+            {"step": s, "rmse_e_per_atom_meV": e, "rmse_f_meV_per_A": f}
+            for s, e, f in module.val_curve
+        ],
+    }
+    write_json_atomic(output_dir / "metrics.json", metrics)
+    print(summary_table(metrics), flush=True)
+    return metrics
+
+
+def summary_table(metrics: dict[str, Any]) -> str:
+    """A few lines for the terminal: the test RMSEs and the parameter counts."""
+    t = metrics["test"]
+
+    def fmt(value: float | None, digits: int) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    act = metrics["activation"]
+    act_name = act.get("name", "?") if isinstance(act, dict) else str(act)
+    rows = [
+        f"model {metrics['model']}  activation {act_name}  data {metrics['data']}  "
+        f"seed {metrics['seed']}  steps {metrics['steps']}  wall {metrics['wall_s']:.0f} s",
+        f"  params {metrics['n_params']}  (TAAFS extra {metrics['n_extra_params']})",
+        f"  {t['split']} energy RMSE {fmt(t['rmse_e_per_atom_meV'], 3)} meV/atom   "
+        f"MAE {fmt(t['mae_e_per_atom_meV'], 3)} meV/atom",
+        f"  {t['split']} force  RMSE {fmt(t['rmse_f_meV_per_A'], 2)} meV/Å      "
+        f"MAE {fmt(t['mae_f_meV_per_A'], 2)} meV/Å",
+    ]
+    return "\n".join(rows)
