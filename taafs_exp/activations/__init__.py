@@ -1,0 +1,22 @@
+"""TAAFS activation library: trainable curves ``a(x) = Σ c_k φ_k(g(x)) (+ base(x))``.
+
+Entry points: :func:`available_activations`, :func:`build_activation`,
+:func:`replace_activations`, :func:`extra_parameter_count`.
+"""
+
+from taafs_exp.activations.bases import (
+    BSpline, Chebyshev, Fourier, Gaussian, Legendre, SpectralActivation, ThreeTermActivation,
+)
+from taafs_exp.activations.core import BASE_FUNCTIONS, BasisActivation, TAAFS
+from taafs_exp.activations.rational import Rational
+from taafs_exp.activations.registry import (
+    DEFAULT_TYPES, PerCallActivation, available_activations, build_activation,
+    extra_parameter_count, replace_activations,
+)
+
+__all__ = [
+    "BASE_FUNCTIONS", "BSpline", "BasisActivation", "Chebyshev", "DEFAULT_TYPES", "Fourier",
+    "Gaussian", "Legendre", "PerCallActivation", "Rational", "SpectralActivation", "TAAFS",
+    "ThreeTermActivation", "available_activations", "build_activation", "extra_parameter_count",
+    "replace_activations",
+]
