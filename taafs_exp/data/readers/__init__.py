@@ -1,0 +1,60 @@
+"""``load_dataset``: one entry point over the per-format readers (one module per format)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from pathlib import Path
+
+from taafs_exp.data.errors import DataError
+from taafs_exp.data.readers.base import FrameDataset
+
+log = logging.getLogger(__name__)
+
+#: format name -> "module:function" returning a list of FrameBlock (imported on use).
+READERS: dict[str, str] = {
+    "deepmd": "taafs_exp.data.readers.deepmd:read_deepmd",
+}
+#: file suffix -> format, for ``format="auto"`` (a folder is deepmd/npy).
+SUFFIXES: dict[str, str] = {}
+
+
+def guess_format(path: Path) -> str:
+    """Format of ``path`` from its kind and suffix: a folder is ``deepmd``."""
+    if path.is_dir():
+        return "deepmd"
+    try:
+        return SUFFIXES[path.suffix.lower()]
+    except KeyError:
+        raise DataError(
+            f"{path}: cannot tell the format from suffix {path.suffix!r}, expected a folder "
+            f"(deepmd) or one of {sorted(SUFFIXES)}; pass format= one of {sorted(READERS)}"
+        ) from None
+
+
+def load_dataset(path: str | os.PathLike, format: str = "auto", **options) -> FrameDataset:
+    """Read a labelled dataset into float64 :class:`~taafs_exp.data.frame.Frame` s (Å, eV, eV/Å).
+
+    Args:
+        path: file or folder.
+        format: one of :data:`READERS` or ``"auto"`` (guessed from ``path``, logged).
+        options: passed to the reader (e.g. ``type_map``, ``energy_key``, ``units``).
+
+    Raises:
+        DataError: missing path, unknown format, bad or empty data.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if format == "auto":
+        format = guess_format(path)
+        log.info("load_dataset: reading %s as format %r (guessed from the path)", path, format)
+    if format not in READERS:
+        raise DataError(f"format: {format!r}, expected 'auto' or one of {sorted(READERS)}")
+    module, function = READERS[format].split(":")
+    blocks = getattr(importlib.import_module(module), function)(path, **options)
+    dataset = FrameDataset(blocks)
+    if len(dataset) == 0:
+        raise DataError(f"{path}: no frames ({format}), expected at least one")
+    return dataset
