@@ -6,6 +6,7 @@ from taafs_exp.data.neighbors import neighbor_list
 from taafs_exp.data.readers import load_dataset
 from taafs_exp.data.readers.base import FrameDataset
 from taafs_exp.data.readers.deepmd import write_deepmd
+from taafs_exp.data.readers.extxyz import write_extxyz
 from taafs_exp.data.stats import DatasetStatistics
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "load_dataset",
     "neighbor_list",
     "write_deepmd",
+    "write_extxyz",
 ]

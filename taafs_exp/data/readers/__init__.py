@@ -15,9 +15,19 @@ log = logging.getLogger(__name__)
 #: format name -> "module:function" returning a list of FrameBlock (imported on use).
 READERS: dict[str, str] = {
     "deepmd": "taafs_exp.data.readers.deepmd:read_deepmd",
+    "extxyz": "taafs_exp.data.readers.extxyz:read_extxyz",
+    "ani_h5": "taafs_exp.data.readers.ani_h5:read_ani_h5",
+    "md17": "taafs_exp.data.readers.md17:read_md17",
 }
-#: file suffix -> format, for ``format="auto"`` (a folder is deepmd/npy).
-SUFFIXES: dict[str, str] = {}
+#: file suffix -> format, for ``format="auto"`` (a folder is deepmd/npy). The md17 reader
+#: still demands ``units=`` when the file does not state them.
+SUFFIXES: dict[str, str] = {
+    ".xyz": "extxyz",
+    ".extxyz": "extxyz",
+    ".h5": "ani_h5",
+    ".hdf5": "ani_h5",
+    ".npz": "md17",
+}
 
 
 def guess_format(path: Path) -> str:

@@ -56,7 +56,7 @@ class FrameBlock:
         source: file or folder they were read from (``Frame.source`` is ``source:index``).
         positions: (F, n, 3). numbers: (n,) int64. cells: (F, 3, 3) or None.
         pbc: (3,) bool. energy: (F,). forces: (F, n, 3). virial: (F, 3, 3) or None.
-        first_index: index of frame 0 within ``source``.
+        index: (F,) index of every frame within ``source``.
     """
 
     system: str
@@ -68,7 +68,7 @@ class FrameBlock:
     energy: Tensor
     forces: Tensor
     virial: Tensor | None
-    first_index: int = 0
+    index: Tensor
 
     def __len__(self) -> int:
         return int(self.energy.shape[0])
@@ -82,20 +82,23 @@ class FrameBlock:
             energy=self.energy[row],
             forces=self.forces[row],
             virial=None if self.virial is None else self.virial[row],
-            source=f"{self.source}:{self.first_index + row}",
+            source=f"{self.source}:{int(self.index[row])}",
         )
 
 
-def _float_field(where: str, value, frames: int, shape: tuple[int, ...], meaning: str) -> Tensor:
+def _float_field(
+    where: str, value, frames: int, shape: tuple[int, ...], meaning: str, index: Tensor, origin: str
+) -> Tensor:
     """``value`` as a finite float64 tensor of shape (frames, *shape); accepts the per-frame
-    part flattened, as deepmd/npy stores it ((F, 3n) for (F, n, 3))."""
+    part flattened, as deepmd/npy stores it ((F, 3n) for (F, n, 3)). ``origin`` is where the
+    frame count came from."""
     array = torch.as_tensor(np.asarray(value, dtype=np.float64))
     size = int(np.prod(shape))
     if array.ndim == 0 or array.shape[0] != frames:
         found = "a scalar" if array.ndim == 0 else f"{array.shape[0]} frames"
         raise DataError(
             f"{where}: shape {tuple(array.shape)} ({found}), expected {frames} frames "
-            f"(one per configuration), each {meaning}"
+            f"(as in {origin}), each {meaning}"
         )
     if array[0].numel() != size or array.shape[1:] not in (shape, (size,)):
         raise DataError(
@@ -105,10 +108,10 @@ def _float_field(where: str, value, frames: int, shape: tuple[int, ...], meaning
     array = array.reshape(frames, *shape)
     bad = ~torch.isfinite(array)
     if bool(bad.any()):
-        first = tuple(torch.nonzero(bad)[0].tolist())
+        frame, *entry = torch.nonzero(bad)[0].tolist()
         raise DataError(
-            f"{where}: {int(bad.sum())} NaN/inf value(s), first at index {first}; "
-            "expected finite numbers"
+            f"{where}: {int(bad.sum())} NaN/inf value(s), first in frame {int(index[frame])}"
+            f"{f' at {tuple(entry)}' if entry else ''}; expected finite numbers"
         )
     return array
 
@@ -125,13 +128,14 @@ def make_block(
     pbc=None,
     virial=None,
     fields: dict[str, str] | None = None,
-    first_index: int = 0,
+    index: Sequence[int] | None = None,
 ) -> FrameBlock:
     """Validate one system's arrays (already in Å, eV, eV/Å) and stack them as a block.
 
     Checks shapes (F from ``positions``, n from ``numbers``), finiteness, atomic numbers
     1..118, non-singular periodic cells and that no two atoms (or images) are closer than
-    :data:`MIN_DISTANCE`. ``fields`` maps each field to the file it came from, for messages.
+    :data:`MIN_DISTANCE`. ``fields`` maps each field to the file it came from and ``index``
+    gives each frame's index within ``source`` (default 0..F-1), for messages.
 
     Raises:
         DataError: naming the file, the field, what was found and what was expected.
@@ -155,16 +159,18 @@ def make_block(
     frames = np.shape(positions)[0] if np.ndim(positions) else 0
     if frames == 0:
         raise DataError(f"{where['positions']}: no frames, expected at least one")
-    pos = _float_field(where["positions"], positions, frames, (n, 3), f"{n} atoms × 3, Å")
-    block_energy = _float_field(where["energy"], energy, frames, (), "one energy, eV")
-    block_forces = _float_field(where["forces"], forces, frames, (n, 3), f"{n} atoms × 3, eV/Å")
-    block_virial = (
-        None if virial is None else _float_field(where["virial"], virial, frames, (3, 3), "3×3, eV")
-    )
+    index_t = torch.arange(frames) if index is None else torch.as_tensor(index, dtype=torch.long)
+    def field(key: str, value, shape: tuple[int, ...], meaning: str) -> Tensor:
+        return _float_field(where[key], value, frames, shape, meaning, index_t, where["positions"])
+
+    pos = field("positions", positions, (n, 3), f"{n} atoms × 3, Å")
+    block_energy = field("energy", energy, (), "one energy, eV")
+    block_forces = field("forces", forces, (n, 3), f"{n} atoms × 3, eV/Å")
+    block_virial = None if virial is None else field("virial", virial, (3, 3), "3×3, eV")
     pbc_t = torch.zeros(3, dtype=torch.bool) if pbc is None else torch.as_tensor(pbc).bool()
     block_cells = None
     if cells is not None:
-        block_cells = _float_field(where["cells"], cells, frames, (3, 3), "3×3 rows a, b, c, Å")
+        block_cells = field("cells", cells, (3, 3), "3×3 rows a, b, c, Å")
     if bool(pbc_t.any()):
         if block_cells is None:
             raise DataError(f"{where['cells']}: missing, expected a cell for pbc={pbc_t.tolist()}")
@@ -172,18 +178,18 @@ def make_block(
         if bool((degeneracy < 1e-6).any()):
             k = int(torch.nonzero(degeneracy < 1e-6)[0])
             raise DataError(
-                f"{where['cells']}: frame {first_index + k} has a singular cell "
+                f"{where['cells']}: frame {int(index_t[k])} has a singular cell "
                 f"{block_cells[k].tolist()}; expected linearly independent lattice vectors"
             )
-    _check_distances(where["positions"], pos, block_cells, pbc_t, first_index)
+    _check_distances(where["positions"], pos, block_cells, pbc_t, index_t)
     return FrameBlock(
         system, source, pos, numbers, block_cells, pbc_t, block_energy, block_forces,
-        block_virial, first_index,
+        block_virial, index_t,
     )  # fmt: skip
 
 
 def _check_distances(
-    where: str, positions: Tensor, cells: Tensor | None, pbc: Tensor, first_index: int
+    where: str, positions: Tensor, cells: Tensor | None, pbc: Tensor, index: Tensor
 ) -> None:
     """Raise if two atoms (or periodic images) of a frame are closer than MIN_DISTANCE.
 
@@ -229,7 +235,7 @@ def _check_distances(
     if found is not None:
         f, i, j, d = found
         raise DataError(
-            f"{where}: frame {first_index + f}, atoms {i} and {j} are {d:.4g} Å apart; "
+            f"{where}: frame {int(index[f])}, atoms {i} and {j} are {d:.4g} Å apart; "
             f"expected at least {MIN_DISTANCE} Å (broken or duplicated coordinates?)"
         )
 
