@@ -46,10 +46,20 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train one model as configured; returns the content of ``metrics.json``."""
+    """Train one model as configured; returns the content of ``metrics.json``.
+
+    A run folder that already holds ``metrics.json`` (written last, atomically) is a finished
+    run: it is skipped, so a killed sweep restarts where it stopped. A folder without it is
+    trained from the start again.
+    """
     start = time.perf_counter()
-    pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
+    finished = output_dir / "metrics.json"
+    if finished.exists() and not cfg.get("ckpt_path"):
+        log.info("skipping finished run %s", output_dir)
+        print(f"finished already, skipped: {finished}", flush=True)
+        return json.loads(finished.read_text())
+    pl.seed_everything(cfg.seed, workers=True)
     output_dir.mkdir(parents=True, exist_ok=True)
 
     datamodule: AtomsDataModule = hydra.utils.instantiate(cfg.data)

@@ -1,0 +1,95 @@
+"""End to end: run.py writes metrics.json; a resumed run continues exactly."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import compose_config
+from taafs_exp.training.module import METRIC_NAMES
+from taafs_exp.training.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: A DP small enough for seconds per run on water (same code path as the default).
+TINY_DP = [
+    "model.neuron=[4,8]",
+    "model.axis_neuron=2",
+    "model.fitting_neuron=[8,8]",
+    "model.rcut=3.0",
+    "model.rcut_smth=2.5",
+    "model.sel=auto",
+    "data.eval_batch_size=25",
+]
+
+
+def test_run_py_writes_valid_metrics(tmp_path):
+    """The documented command, as a user types it (with a tiny budget)."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "trainer.max_steps=5",
+            "trainer.val_check_interval=5",
+            "logger=csv",
+            *TINY_DP,
+            f"hydra.run.dir={out}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "dp" and metrics["data"] == "water"
+    assert metrics["activation"]["name"] == "chebyshev"
+    assert metrics["steps"] == 5
+    assert metrics["n_extra_params"] > 0 and metrics["n_params"] > metrics["n_extra_params"]
+    assert metrics["test"]["split"] == "test"
+    for name in METRIC_NAMES:
+        assert metrics["test"][name] > 0
+    assert [row["step"] for row in metrics["val_curve"]] == [5]
+    assert (out / "checkpoints" / "last.ckpt").exists()
+    assert "force  RMSE" in proc.stdout
+
+
+def train_losses(cfg) -> dict[int, float]:
+    train(cfg)
+    rows = list(csv.DictReader(open(Path(cfg.paths.output_dir) / "csv" / "version_0" / "metrics.csv")))
+    return {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
+
+
+@pytest.mark.parametrize("activation", ["bspline"])
+def test_resume_continues_the_same_run(tmp_path, activation):
+    common = [
+        f"activation={activation}",
+        "logger=csv",
+        "trainer.log_every_n_steps=1",
+        "training.num_steps=6",
+        "training.lr.decay_steps=2",
+        "test=false",
+        *TINY_DP,
+    ]
+    straight = train_losses(
+        compose_config([*common, "trainer.max_steps=6", "trainer.val_check_interval=3"], tmp_path / "a")
+    )
+    first = train_losses(
+        compose_config([*common, "trainer.max_steps=3", "trainer.val_check_interval=3"], tmp_path / "b")
+    )
+    ckpt = tmp_path / "b" / "checkpoints" / "last.ckpt"
+    resumed = train_losses(
+        compose_config(
+            [*common, "trainer.max_steps=6", "trainer.val_check_interval=3", f"ckpt_path={ckpt}"],
+            tmp_path / "c",
+        )
+    )
+    assert len(straight) == 6
+    assert first == {s: straight[s] for s in range(3)}
+    # the step after the resume (and the rest) equals the uninterrupted run
+    for step in (3, 4, 5):
+        assert resumed[step] == pytest.approx(straight[step], rel=1e-10, abs=0)
