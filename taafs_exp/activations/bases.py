@@ -61,8 +61,9 @@ class SpectralActivation(BasisActivation):
         return (self.basis0(t) @ self._power(order, t).T)[..., : self.num_basis]
 
     def series(self, t: Tensor, coeff: Tensor, order: int) -> Tensor:
-        padded = torch.nn.functional.pad(coeff, (0, self.padded - self.num_basis))
-        return self.clenshaw(t, padded @ self._power(order, t))
+        if self.padded > self.num_basis:
+            coeff = torch.nn.functional.pad(coeff, (0, self.padded - self.num_basis))
+        return self.clenshaw(t, coeff @ self._power(order, t) if order else coeff)
 
     def project(self, t: Tensor, w: Tensor, order: int) -> Tensor:
         return (self.project0(t, w) @ self._power(order, t).T)[..., : self.num_basis]
@@ -86,15 +87,16 @@ class ThreeTermActivation(SpectralActivation):
         c = coeff.unbind(-1)
         if len(c) == 1:
             return torch.zeros_like(t) + c[0]
-        b1, b2 = torch.zeros_like(t) + c[-1], torch.zeros_like(t)
-        for k in range(len(c) - 2, 0, -1):  # b_k = c_k + a_k t b_{k+1} - b_{k+1} b_{k+2}
-            b1, b2 = torch.addcmul(c[k], t, b1, value=self.recurrence(k)[0]).sub_(
-                b2, alpha=self.recurrence(k + 1)[1]
-            ), b1
-        return torch.addcmul(c[0], t, b1).sub_(b2, alpha=self.recurrence(1)[1])
+        b1, b2 = c[-1], None  # b_k = c_k + a_k t b_{k+1} - b_{k+1} b_{k+2}; b_K = 0
+        for k in range(len(c) - 2, 0, -1):
+            nxt = torch.addcmul(c[k], t, b1, value=self.recurrence(k)[0])
+            b1, b2 = (nxt if b2 is None else nxt.sub_(b2, alpha=self.recurrence(k + 1)[1])), b1
+        out = torch.addcmul(c[0], t, b1)
+        return out if b2 is None else out.sub_(b2, alpha=self.recurrence(1)[1])
 
     def project0(self, t: Tensor, w: Tensor) -> Tensor:
-        out = [_dot(w, torch.ones_like(t), self.num_channels), _dot(w, t, self.num_channels)]
+        total = w.sum() if self.num_channels is None else w.reshape(-1, self.num_channels).sum(0)
+        out = [total, _dot(w, t, self.num_channels)]
         prev, cur = None, t
         for k in range(1, self.padded - 1):
             a, b = self.recurrence(k)

@@ -232,19 +232,45 @@ class BasisActivation(TAAFS):
         if self.fused:
             with torch.no_grad():
                 t = self.map(x)
-            y = _Series.apply(x, t, coeff, self, 0)
+            y = _Series.apply(x, t, coeff, self, 0, False) + _CoefficientGradient.apply(coeff, t, self, x)
         else:
             y = self.dense_series(self.map(x), coeff, 0)
         return y + self.base_function(x) if self.residual else y
 
 
-class _Series(torch.autograd.Function):
-    """``y = ∂^m/∂x^m Σ_k c_k φ_k(g(x))`` elementwise; ``t = g(x)`` is a cache (gets no gradient)."""
+class _CoefficientGradient(torch.autograd.Function):
+    """Zero-valued term that carries ``∂y/∂c`` of the order-0 series on a branch of its own.
+
+    ``x`` is deliberately not an input: ``grad(y.sum(), x)`` (forces) then prunes this node and
+    skips the projection; when c-gradients are taken with create_graph, ``_Project`` still
+    connects them to x. The module's ``_Series`` is applied with ``coeff_grad=False``.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, t: Tensor, coeff: Tensor, act: BasisActivation, m: int) -> Tensor:
+    def forward(ctx, coeff: Tensor, t: Tensor, act: BasisActivation, x: Tensor) -> Tensor:
+        ctx.save_for_backward(t)
+        ctx.act, ctx.x = act, x
+        return t.new_zeros(()).expand_as(t)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (t,) = ctx.saved_tensors
+        return _Project.apply(ctx.x, t, grad, ctx.act, 0), None, None, None
+
+
+class _Series(torch.autograd.Function):
+    """``y = ∂^m/∂x^m Σ_k c_k φ_k(g(x))`` elementwise; ``t = g(x)`` is a cache (gets no gradient).
+
+    ``coeff_grad=False`` (the module's own call) leaves the coefficient gradient to
+    :class:`_CoefficientGradient`.
+    """
+
+    @staticmethod
+    def forward(
+        ctx, x: Tensor, t: Tensor, coeff: Tensor, act: BasisActivation, m: int, coeff_grad: bool = True
+    ) -> Tensor:
         ctx.save_for_backward(x, t, coeff)
-        ctx.act, ctx.m = act, m
+        ctx.act, ctx.m, ctx.coeff_grad = act, m, coeff_grad
         return act.series_x(t, coeff, m)
 
     @staticmethod
@@ -253,9 +279,9 @@ class _Series(torch.autograd.Function):
         gx = gc = None
         if ctx.needs_input_grad[0]:
             gx = grad * _Series.apply(x, t, coeff, ctx.act, ctx.m + 1)
-        if ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2] and ctx.coeff_grad:
             gc = _Project.apply(x, t, grad, ctx.act, ctx.m)
-        return gx, None, gc, None, None
+        return gx, None, gc, None, None, None
 
 
 class _Project(torch.autograd.Function):

@@ -74,3 +74,17 @@ def test_third_derivative_is_refused_cleanly() -> None:
         (d,) = torch.autograd.grad(act(x).sum() if d is x else d.sum(), x, create_graph=True)
     with pytest.raises(NotImplementedError, match="order 4"):
         torch.autograd.grad(d.sum(), x)
+
+
+@pytest.mark.parametrize("name", [n for n in TRAINABLE if n != "rational"])
+def test_custom_functions_directly(name: str) -> None:
+    """The a'(x) Function (``_Series`` at order 1, its own backward giving a'' and ∂a'/∂c) and
+    ``_Project`` pass gradgradcheck alone (order 0 runs with its companion in the module tests)."""
+    from taafs_exp.activations.core import _Project, _Series
+
+    act = make(name, "channel")
+    x, c = _inputs(act, seed=2)
+    w = torch.randn(x.shape, dtype=torch.float64, requires_grad=True)
+    assert gradgradcheck(lambda x, c: _Series.apply(x, act.map(x).detach(), c, act, 1), (x, c))
+    for m in (0, 1):
+        assert gradgradcheck(lambda x, w: _Project.apply(x, act.map(x).detach(), w, act, m), (x, w))
