@@ -12,6 +12,8 @@ shorter than r_c, as are several images of the same neighbour. Same convention a
 Method: atoms are wrapped into the cell and binned in fractional coordinates; along axis a a
 neighbour differs by at most r_c·|g_a| in fractional coordinate (g_a the reciprocal vector, so
 1/|g_a| is the distance between lattice planes), which fixes how many bins (and images) to scan.
+Only half of the bin offsets are scanned; each pair found at offset o ≠ 0 is mirrored.
+Candidates are tested on the wrapped coordinates, kept pairs once more exactly on the caller's.
 """
 
 from __future__ import annotations
@@ -165,8 +167,11 @@ def _search(
     counts = torch.bincount(bin_id, minlength=math.prod(nbins))
     starts = torch.cumsum(counts, 0) - counts
 
+    # Half of the bin offsets: 0 first, then the lexicographically positive ones; a pair
+    # found at offset o ≠ 0 also gives its mirror (j, i, -n), found at -o.
     ranges = [torch.arange(-s, s + 1, device=device) for s in span]
-    offsets = torch.cartesian_prod(*ranges).reshape(-1, 3)  # (K, 3)
+    offsets = torch.cartesian_prod(*ranges).reshape(-1, 3)
+    offsets = offsets[offsets.shape[0] // 2 :]  # (K, 3), offsets[0] = 0
     target = bins[:, None, :] + offsets[None]  # (N, K, 3)
     image = torch.div(target, nb, rounding_mode="floor")
     valid = ((image == 0) | pbc).all(-1)
@@ -174,33 +179,37 @@ def _search(
     target_id = (target[..., 0] * nbins[1] + target[..., 1]) * nbins[2] + target[..., 2]
     cand = counts[target_id] * valid  # candidates per (atom, offset)
 
+    # One entry e per (atom, offset) with candidates: atom i_e, image n_e, the vector
+    # n_e @ basis - x_i, and delta_e mapping candidate number k to its slot in ``order``.
     atom, slot = torch.nonzero(cand, as_tuple=True)
     cand = cand[atom, slot]
-    first = starts[target_id[atom, slot]]
     image = image[atom, slot]
-    image_vec = image.to(torch.float64) @ basis
+    origin = image.to(torch.float64) @ basis - wrapped.index_select(0, atom)
     ends = torch.cumsum(cand, 0)
-    found: list[tuple[Tensor, Tensor, Tensor]] = []
-    lo = 0
-    while lo < cand.shape[0]:
+    delta = starts[target_id[atom, slot]] - (ends - cand)
+    entries, neighbours = [], []
+    ones, lo = torch.ones(3, dtype=torch.float64, device=device), 0
+    while lo < len(cand):  # chunks of about CHUNK_CANDIDATES candidates
         base = int(ends[lo - 1]) if lo else 0
-        hi = int(torch.searchsorted(ends, base + CHUNK_CANDIDATES, right=True))
-        hi = max(hi, lo + 1)
-        c = cand[lo:hi]
-        rep = torch.repeat_interleave(torch.arange(hi - lo, device=device), c)
-        local = torch.arange(int(ends[hi - 1]) - base, device=device) - (ends[lo:hi] - c - base)[rep]
-        a = atom[lo:hi][rep]
-        b = order[first[lo:hi][rep] + local]
-        d = wrapped[b] - wrapped[a] + image_vec[lo:hi][rep]
-        d2 = (d * d).sum(1)
-        keep = (d2 < (cutoff * (1 + _SLACK)) ** 2) & ((a != b) | (d2 > 0))
-        found.append((a[keep], b[keep], image[lo:hi][rep][keep]))
+        hi = max(lo + 1, int(torch.searchsorted(ends, base + CHUNK_CANDIDATES, right=True)))
+        top = int(ends[hi - 1])
+        entry = torch.repeat_interleave(torch.arange(lo, hi, device=device), cand[lo:hi])
+        k = torch.arange(base, top, device=device)
+        j = order.index_select(0, k + delta.index_select(0, entry))
+        d = wrapped.index_select(0, j) + origin.index_select(0, entry)
+        inside = torch.nonzero((d * d) @ ones < (cutoff * (1 + _SLACK)) ** 2)[:, 0]
+        entries.append(entry.index_select(0, inside))
+        neighbours.append(j.index_select(0, inside))
         lo = hi
-    if not found:
-        return empty, empty, torch.zeros(0, 3, dtype=torch.long, device=device)
-    i, j, img = (torch.cat(t) for t in zip(*found))
-    # Back to the caller's (unwrapped) positions, then the exact test |r_ij| < cutoff.
-    img = img + (wrap[i] - wrap[j]).long()
-    r = pos[j] - pos[i] + img.to(torch.float64) @ basis
-    keep = r.norm(dim=1) < cutoff
+    e = torch.cat(entries) if entries else empty
+    j = torch.cat(neighbours) if neighbours else empty
+    i, img = atom.index_select(0, e), image.index_select(0, e)
+    mirror = slot.index_select(0, e) > 0
+    i, j, img = torch.cat([i, j[mirror]]), torch.cat([j, i[mirror]]), torch.cat([img, -img[mirror]])
+    # Back to the caller's (unwrapped) positions, then the exact test 0 < |r_ij| < cutoff
+    # (and i != j or n != 0: distinct atoms may coincide).
+    img = img + (wrap.index_select(0, i) - wrap.index_select(0, j)).long()
+    r = pos.index_select(0, j) - pos.index_select(0, i) + img.to(torch.float64) @ basis
+    dist = r.norm(dim=1)
+    keep = (dist < cutoff) & ((i != j) | (img != 0).any(1))
     return i[keep], j[keep], img[keep]

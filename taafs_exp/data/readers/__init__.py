@@ -49,7 +49,14 @@ def load_dataset(path: str | os.PathLike, format: str = "auto", **options) -> Fr
     Args:
         path: file or folder.
         format: one of :data:`READERS` or ``"auto"`` (guessed from ``path``, logged).
-        options: passed to the reader (e.g. ``type_map``, ``energy_key``, ``units``).
+        options: passed to the reader: deepmd ``type_map``; extxyz ``energy_key``,
+            ``forces_key``, ``virial_key``, ``stress_key``, ``system_key``, ``units``; ani_h5
+            ``energy_key``, ``forces_key``, ``units`` (default hartree); md17 ``units``
+            (required unless the file has ``e_unit``).
+
+    Returns:
+        A :class:`FrameDataset`: ``ds[i]`` a frame, ``ds.systems`` the system names,
+        ``ds.system_of(i)`` / ``ds.system_index`` which system each frame came from.
 
     Raises:
         DataError: missing path, unknown format, bad or empty data.

@@ -251,12 +251,9 @@ class FrameDataset(Dataset):
         """``rows``: (len, 2) int64 (block, row) pairs; default every frame of every block."""
         self.blocks = list(blocks)
         if rows is None:
-            rows = torch.cat(
-                [
-                    torch.stack([torch.full((len(b),), k), torch.arange(len(b))], 1)
-                    for k, b in enumerate(self.blocks)
-                ]
-            ) if self.blocks else torch.zeros(0, 2, dtype=torch.long)  # fmt: skip
+            every = [torch.stack([torch.full((len(b),), k), torch.arange(len(b))], 1)
+                     for k, b in enumerate(self.blocks)]  # fmt: skip
+            rows = torch.cat([torch.zeros(0, 2, dtype=torch.long), *every])
         self.rows = rows
         names = [b.system for b in self.blocks]
         present = sorted(set(rows[:, 0].tolist()))
