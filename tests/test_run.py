@@ -50,7 +50,7 @@ def test_run_py_writes_valid_metrics(tmp_path):
     assert metrics["activation"]["name"] == "chebyshev"
     assert metrics["steps"] == 5
     assert metrics["n_extra_params"] > 0 and metrics["n_params"] > metrics["n_extra_params"]
-    assert metrics["test"]["split"] == "test"
+    assert metrics["test"]["split"].startswith("test: data_3 (")
     for name in METRIC_NAMES:
         assert metrics["test"][name] > 0
     assert [row["step"] for row in metrics["val_curve"]] == [5]

@@ -193,6 +193,16 @@ class AtomsDataModule(pl.LightningDataModule):
             "/".join(str(len(self.frames[s])) for s in STAGES),
         )
 
+    def describe_split(self, stage: str) -> str:
+        """E.g. ``test: data_3 (100 frames)`` or ``test: random 10% (seed 0, 40 frames)``."""
+        self.setup()
+        count = len(self.frames[stage])
+        split = self.split or {"fractions": [0.8, 0.1, 0.1]}
+        if "fractions" in split:
+            share = 100 * float(split["fractions"][STAGES.index(stage)])
+            return f"{stage}: random {share:.0f}% (seed {self.split_seed}, {count} frames)"
+        return f"{stage}: {', '.join(map(str, split[stage]))} ({count} frames)"
+
     def set_cutoff(self, cutoff: float) -> None:
         """Neighbour-list radius of the model, Å; graphs are built lazily and cached."""
         self.setup()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import hydra
@@ -102,6 +103,9 @@ class PotentialModule(pl.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         #: (step, rmse_e_per_atom_meV, rmse_f_meV_per_A) after every validation
         self.val_curve: list[tuple[int, float, float]] = []
+        #: wall time of each training step (forward, forces, loss, backward, optimizer), s
+        self.step_times: list[float] = []
+        self._step_start = 0.0
 
     @property
     def model_dtype(self) -> torch.dtype:
@@ -148,6 +152,17 @@ class PotentialModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/lr", self.schedule.lr(self.global_step), batch_size=size)
         return loss
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._step_start = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.step_times.append(time.perf_counter() - self._step_start)
+
+    def median_step_time(self) -> float | None:
+        """Median training-step time, s, skipping the first steps (allocation warm-up)."""
+        times = sorted(self.step_times[min(5, len(self.step_times) // 2) :])
+        return times[len(times) // 2] if times else None
 
     def _evaluate(self, batch: dict[str, Tensor], metrics: MetricCollection) -> None:
         batch = _to_dtype(batch, self.model_dtype)

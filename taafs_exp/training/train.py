@@ -83,17 +83,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         test_metrics = {k.removeprefix("test/"): float(v) for k, v in results[0].items()}
 
+    step_time = module.median_step_time()
     metrics = {
+        "experiment": cfg.get("experiment_name"),
+        "budget": cfg.get("budget"),
         "model": cfg.get("model_name"),
         "activation": as_plain_dict(cfg.activation),
         "data": cfg.get("data_name"),
+        "placement": cfg.get("placement_name") or "all",
+        "base_activation": module.hparams["model"].get("base_activation"),
         "seed": int(cfg.seed),
         "n_params": module.n_params(),
         "n_extra_params": module.n_extra_params(),
         "steps": int(trainer.global_step),
         "wall_s": round(time.perf_counter() - start, 2),
         "fit_s": round(fit_s, 2),
-        "test": {**{k: test_metrics.get(k) for k in METRIC_NAMES}, "split": "test"},
+        "step_time_s": None if step_time is None else round(step_time, 5),
+        "test": {
+            **{k: test_metrics.get(k) for k in METRIC_NAMES},
+            "split": datamodule.describe_split("test"),
+        },
         "val_curve": [
             {"step": s, "rmse_e_per_atom_meV": e, "rmse_f_meV_per_A": f}
             for s, e, f in module.val_curve
@@ -117,9 +126,10 @@ def summary_table(metrics: dict[str, Any]) -> str:
         f"model {metrics['model']}  activation {act_name}  data {metrics['data']}  "
         f"seed {metrics['seed']}  steps {metrics['steps']}  wall {metrics['wall_s']:.0f} s",
         f"  params {metrics['n_params']}  (TAAFS extra {metrics['n_extra_params']})",
-        f"  {t['split']} energy RMSE {fmt(t['rmse_e_per_atom_meV'], 3)} meV/atom   "
+        f"  held-out split {t['split']}",
+        f"  energy RMSE {fmt(t['rmse_e_per_atom_meV'], 3)} meV/atom   "
         f"MAE {fmt(t['mae_e_per_atom_meV'], 3)} meV/atom",
-        f"  {t['split']} force  RMSE {fmt(t['rmse_f_meV_per_A'], 2)} meV/Å      "
+        f"  force  RMSE {fmt(t['rmse_f_meV_per_A'], 2)} meV/Å      "
         f"MAE {fmt(t['mae_f_meV_per_A'], 2)} meV/Å",
     ]
     return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""From finished run folders (``results/runs/``) to tables and figures."""

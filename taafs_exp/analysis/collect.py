@@ -1,0 +1,62 @@
+"""Read the results registry: every finished run's ``metrics.json`` as one flat record."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: Fixed activations: no coefficients, the baselines TAAFS is compared with.
+FIXED = {"tanh", "silu", "gelu", "relu", "softplus", "celu"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished training run (one seed of one configuration)."""
+
+    path: Path
+    experiment: str
+    budget: str
+    model: str
+    data: str
+    activation: str
+    num_basis: int | None
+    share: str | None
+    placement: str
+    seed: int
+    metrics: dict[str, Any]
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.activation in FIXED
+
+    @property
+    def config_label(self) -> str:
+        """The row name of a table: activation, K and sharing (and placement when partial)."""
+        label = self.activation if self.is_fixed else f"{self.activation} K={self.num_basis} {self.share}"
+        return label if self.placement == "all" else f"{label} [{self.placement}]"
+
+
+def load_run(path: Path) -> Run:
+    """A run from its ``metrics.json`` (only a finished run has one: it is written last)."""
+    m = json.loads(path.read_text())
+    act = m["activation"]
+    return Run(
+        path=path.parent,
+        experiment=m.get("experiment") or "single",
+        budget=m.get("budget") or "unspecified",
+        model=m["model"],
+        data=m["data"],
+        activation=act["name"],
+        num_basis=act.get("num_basis"),
+        share=act.get("share"),
+        placement=m.get("placement") or "all",
+        seed=int(m["seed"]),
+        metrics=m,
+    )
+
+
+def collect_runs(root: str | Path) -> list[Run]:
+    """Every finished run under ``root``, sorted by path (half-written runs have no metrics.json)."""
+    return [load_run(p) for p in sorted(Path(root).rglob("metrics.json"))]

@@ -1,0 +1,229 @@
+"""RMSE tables from the results registry: one per study × model × data, and a summary.
+
+Every number is mean ± sample std over seeds of the test-split RMSE; Δ% compares a row's mean
+with the fixed base activation of the same study (negative = TAAFS lower error).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from taafs_exp.analysis.collect import Run
+
+DISCLAIMER = (
+    "Measured by this project (taafs-exp) on this machine's budget; these are not the values "
+    "of the TAAFS paper (arXiv 2412.14655)."
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One activation configuration of a study, aggregated over its seeds."""
+
+    label: str
+    runs: tuple[Run, ...]
+
+    def values(self, key: str) -> list[float]:
+        return [float(r.metrics["test"][key]) for r in self.runs]
+
+    def mean(self, key: str) -> float:
+        return statistics.fmean(self.values(key))
+
+    def std(self, key: str) -> float:
+        values = self.values(key)
+        return statistics.stdev(values) if len(values) > 1 else math.nan
+
+    @property
+    def first(self) -> Run:
+        return self.runs[0]
+
+
+def group_rows(runs: Sequence[Run]) -> list[Row]:
+    """Runs of one study grouped by configuration; fixed activations first, then by label."""
+    groups: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run.config_label].append(run)
+    rows = [Row(label, tuple(sorted(g, key=lambda r: r.seed))) for label, g in groups.items()]
+    return sorted(rows, key=lambda r: (not r.first.is_fixed, r.first.activation, r.label))
+
+
+def baseline(rows: Sequence[Row]) -> Row | None:
+    """The fixed activation the model is published with (else the first fixed row)."""
+    fixed = [r for r in rows if r.first.is_fixed and r.first.placement == "all"]
+    if not fixed:
+        return None
+    published = fixed[0].first.metrics.get("base_activation")
+    return next((r for r in fixed if r.first.activation == published), fixed[0])
+
+
+def delta_percent(value: float, base: float | None) -> float | None:
+    return None if base is None else 100.0 * (value - base) / base
+
+
+def _fmt_pm(mean: float, std: float, digits: int) -> str:
+    return f"{mean:.{digits}f} ± {'n/a' if math.isnan(std) else f'{std:.{digits}f}'}"
+
+
+def _fmt_delta(delta: float | None) -> str:
+    return "—" if delta is None else f"{delta:+.1f}%"
+
+
+COLUMNS = (
+    "activation",
+    "E RMSE (meV/atom)",
+    "ΔE",
+    "F RMSE (meV/Å)",
+    "ΔF",
+    "extra params",
+    "params",
+    "step (ms)",
+    "steps",
+    "seeds",
+)
+KEY_E, KEY_F = "rmse_e_per_atom_meV", "rmse_f_meV_per_A"
+
+
+def study_table(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
+    """Header lines and table cells (markdown-ready) of one study × model × data."""
+    rows = group_rows(runs)
+    base = baseline(rows)
+    base_e = base.mean(KEY_E) if base else None
+    base_f = base.mean(KEY_F) if base else None
+    best_e = min(r.mean(KEY_E) for r in rows)
+    best_f = min(r.mean(KEY_F) for r in rows)
+    cells = []
+    for row in rows:
+        e, f = row.mean(KEY_E), row.mean(KEY_F)
+        step_times = [r.metrics.get("step_time_s") for r in row.runs]
+        step_ms = (
+            f"{1000 * statistics.fmean(step_times):.0f}" if all(step_times) else "n/a"
+        )
+        e_cell = _fmt_pm(e, row.std(KEY_E), 3)
+        f_cell = _fmt_pm(f, row.std(KEY_F), 1)
+        cells.append(
+            [
+                row.label + (" (base)" if row is base else ""),
+                f"**{e_cell}**" if e == best_e else e_cell,
+                _fmt_delta(None if row is base else delta_percent(e, base_e)),
+                f"**{f_cell}**" if f == best_f else f_cell,
+                _fmt_delta(None if row is base else delta_percent(f, base_f)),
+                str(row.first.metrics["n_extra_params"]),
+                str(row.first.metrics["n_params"]),
+                step_ms,
+                "/".join(sorted({str(r.metrics["steps"]) for r in row.runs})),
+                str(len(row.runs)),
+            ]
+        )
+    first = rows[0].first
+    header = [
+        f"# {first.experiment}: {first.model} on {first.data}",
+        "",
+        DISCLAIMER,
+        "",
+        f"- Budget: `{first.budget}`, {first.metrics['steps']} training steps per run, "
+        "equal for every row.",
+        f"- Test split: {first.metrics['test']['split']}; energy RMSE per atom, force RMSE over "
+        "all components.",
+        "- Mean ± sample std over seeds; Δ vs the base activation's mean (negative = lower "
+        "error); best mean per column in bold.",
+        "- Regenerate with `make tables` (reads `results/runs/` only, no training).",
+        "",
+    ]
+    return header, cells
+
+
+def markdown(header: Sequence[str], columns: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
+    lines = list(header)
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    lines += ["| " + " | ".join(c) + " |" for c in cells]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(path_stem: Path, header, columns, cells) -> None:
+    """``<stem>.md`` and ``<stem>.csv`` (bold markers stripped in the CSV)."""
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    path_stem.with_suffix(".md").write_text(markdown(header, columns, cells))
+    with path_stem.with_suffix(".csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        writer.writerows([[c.replace("**", "") for c in row] for row in cells])
+
+
+def summary_cells(runs: Sequence[Run]) -> list[list[str]]:
+    """Per model and data, the best TAAFS row of its ``basis_*`` study against its base."""
+    by_study: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        if run.experiment.startswith("basis_"):
+            by_study[(run.model, run.data, run.experiment)].append(run)
+    cells = []
+    for (model, data, _), study_runs in sorted(by_study.items()):
+        rows = group_rows(study_runs)
+        base = baseline(rows)
+        taafs = [r for r in rows if not r.first.is_fixed]
+        if base is None or not taafs:
+            continue
+        best = min(taafs, key=lambda r: r.mean(KEY_F))
+        de = delta_percent(best.mean(KEY_E), base.mean(KEY_E))
+        df = delta_percent(best.mean(KEY_F), base.mean(KEY_F))
+        verdict = "helped" if df is not None and df < 0 else "did not help"
+        cells.append(
+            [
+                model,
+                data,
+                base.label,
+                best.label,
+                _fmt_delta(de),
+                _fmt_delta(df),
+                str(best.first.metrics["n_extra_params"]),
+                str(min(len(base.runs), len(best.runs))),
+                f"TAAFS {verdict} (forces)",
+            ]
+        )
+    return cells
+
+
+SUMMARY_COLUMNS = (
+    "model",
+    "data",
+    "base",
+    "best TAAFS (by force RMSE)",
+    "ΔE",
+    "ΔF",
+    "extra params",
+    "seeds",
+    "verdict",
+)
+
+
+def build_tables(runs: Sequence[Run], out_dir: Path) -> list[Path]:
+    """Write every study table and the summary; returns the markdown paths written."""
+    studies: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        studies[(run.experiment, run.model, run.data)].append(run)
+    written = []
+    for (experiment, model, data), study_runs in sorted(studies.items()):
+        header, cells = study_table(study_runs)
+        stem = out_dir / f"{experiment}__{model}__{data}"
+        write_table(stem, header, COLUMNS, cells)
+        written.append(stem.with_suffix(".md"))
+    summary_header = [
+        "# Summary: best TAAFS basis per backbone vs its base activation",
+        "",
+        DISCLAIMER,
+        "",
+        "From the `basis_<model>` studies: the TAAFS row with the lowest mean test force RMSE, "
+        "Δ in % of the base activation's mean (negative = lower error). See the study tables "
+        "for std over seeds and budgets.",
+        "",
+    ]
+    stem = out_dir / "summary"
+    write_table(stem, summary_header, SUMMARY_COLUMNS, summary_cells(runs))
+    written.append(stem.with_suffix(".md"))
+    return written

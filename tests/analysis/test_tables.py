@@ -1,0 +1,91 @@
+"""Tables from a fixture registry: mean ± std, Δ%, best marks, summary verdict."""
+
+import json
+import statistics
+
+import pytest
+
+from taafs_exp.analysis.collect import collect_runs
+from taafs_exp.analysis.tables import build_tables
+
+
+def write_run(root, activation, seed, rmse_e, rmse_f, num_basis=None, extra=0):
+    act = {"name": activation}
+    if num_basis:
+        act.update(num_basis=num_basis, share="layer")
+    folder = root / "basis_dp" / "dp" / "water" / f"{activation}-{num_basis or 0}-s{seed}"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(
+        json.dumps(
+            {
+                "experiment": "basis_dp",
+                "budget": "cpu",
+                "model": "dp",
+                "data": "water",
+                "placement": "all",
+                "base_activation": "tanh",
+                "activation": act,
+                "seed": seed,
+                "n_params": 1000 + extra,
+                "n_extra_params": extra,
+                "steps": 100,
+                "step_time_s": 0.01,
+                "test": {
+                    "rmse_e_per_atom_meV": rmse_e,
+                    "rmse_f_meV_per_A": rmse_f,
+                    "split": "test: data_3 (100 frames)",
+                },
+            }
+        )
+    )
+    return folder
+
+
+@pytest.fixture
+def registry(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, (e, f) in enumerate([(1.0, 100.0), (1.2, 110.0), (1.1, 90.0)]):
+        write_run(runs, "tanh", seed, e, f)
+    for seed, (e, f) in enumerate([(0.9, 80.0), (1.0, 85.0), (0.8, 75.0)]):
+        write_run(runs, "chebyshev", seed, e, f, num_basis=8, extra=64)
+    # a half-written run: folder and checkpoint, but no metrics.json -> never counted
+    half = runs / "basis_dp" / "dp" / "water" / "bspline-8-s0"
+    half.mkdir(parents=True)
+    (half / "last.ckpt").write_bytes(b"partial")
+    return runs
+
+
+def test_collect_ignores_unfinished_runs(registry):
+    runs = collect_runs(registry)
+    assert len(runs) == 6
+    assert {r.activation for r in runs} == {"tanh", "chebyshev"}
+
+
+def test_study_table_numbers(registry, tmp_path):
+    out = tmp_path / "tables"
+    build_tables(collect_runs(registry), out)
+    md = (out / "basis_dp__dp__water.md").read_text()
+    f_mean, f_std = statistics.fmean([80.0, 85.0, 75.0]), statistics.stdev([80.0, 85.0, 75.0])
+    assert f"**{f_mean:.1f} ± {f_std:.1f}**" in md  # best force row in bold
+    delta_f = 100 * (f_mean - 100.0) / 100.0
+    assert f"{delta_f:+.1f}%" in md
+    e_base = statistics.fmean([1.0, 1.2, 1.1])
+    delta_e = 100 * (statistics.fmean([0.9, 1.0, 0.8]) - e_base) / e_base
+    assert f"{delta_e:+.1f}%" in md
+    assert "tanh (base)" in md and "chebyshev K=8 layer" in md
+    assert "not the values of the TAAFS paper" in md
+    assert "test: data_3 (100 frames)" in md
+    csv_text = (out / "basis_dp__dp__water.csv").read_text()
+    assert "**" not in csv_text and "chebyshev K=8 layer" in csv_text
+
+
+def test_summary_says_where_taafs_did_not_help(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in range(3):
+        write_run(runs, "tanh", seed, 1.0, 50.0 + seed)
+        write_run(runs, "fourier", seed, 1.1, 60.0 + seed, num_basis=8, extra=48)
+    build_tables(collect_runs(runs), tmp_path / "tables")
+    summary = (tmp_path / "tables" / "summary.md").read_text()
+    assert "fourier K=8 layer" in summary
+    assert "TAAFS did not help" in summary
+    assert "+19.6%" in summary  # (61 - 51) / 51 on forces
