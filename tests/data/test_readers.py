@@ -340,3 +340,38 @@ def test_md17_units_are_required_or_read_from_the_file(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(DataError, match=r"other.npz: keys \['x'\], expected \('R', 'z'"):
         load_dataset(tmp_path / "other.npz", units="eV")
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+def _pair_frame(pbc: list[bool], gap: float) -> Frame:
+    """Two H atoms `gap` Å apart through the periodic x boundary of a 6 Å cell."""
+    pos = torch.tensor([[0.5 * gap, 1.0, 1.0], [6.0 - 0.5 * gap, 1.0, 1.0]], dtype=torch.float64)
+    return Frame(
+        positions=pos,
+        numbers=torch.tensor([1, 1]),
+        cell=6.0 * torch.eye(3, dtype=torch.float64),
+        pbc=torch.tensor(pbc),
+        energy=torch.tensor(0.0, dtype=torch.float64),
+        forces=torch.zeros(2, 3, dtype=torch.float64),
+    )
+
+
+@pytest.mark.parametrize("pbc", [[True] * 3, [True, True, False]], ids=["bulk", "slab"])
+def test_close_atoms_through_the_periodic_boundary(tmp_path, pbc):
+    write_extxyz([_pair_frame(pbc, 0.5), _pair_frame(pbc, 0.05)], tmp_path / "pair.xyz")
+    with pytest.raises(DataError, match=r"pair.xyz frame 0..1 \[pos\]: frame 1, atoms 0 and 1"):
+        load_dataset(tmp_path / "pair.xyz")
+    shutil.copy(tmp_path / "pair.xyz", tmp_path / "ok.xyz")
+    write_extxyz([_pair_frame(pbc, 0.5)], tmp_path / "ok.xyz", overwrite=True)
+    assert len(load_dataset(tmp_path / "ok.xyz")) == 1
+
+
+def test_empty_inputs_raise(tmp_path):
+    (tmp_path / "empty.xyz").write_text("")
+    with pytest.raises(DataError, match="empty.xyz: no frames"):
+        load_dataset(tmp_path / "empty.xyz")
+    with pytest.raises(DataError, match="no frames to write"):
+        write_extxyz([], tmp_path / "none.xyz")
+    assert not (tmp_path / "none.xyz").exists()
