@@ -122,7 +122,9 @@ def main() -> None:
         lines.append(f"| {atoms} | {pairs} | {t_ase:.4f} | {times} | {ratios} |")
     lines += ["", "Goal, not slower than ASE from 1 536 atoms on:"]
     for t in thread_cols:
-        slower = [f"{a} atoms" for a, _, t_ase, timings in rows if a >= 1536 and timings[t] > t_ase]
+        slower = [
+            f"{a} atoms" for a, _, t_ase, timings in rows if a >= 1536 and timings[t] > t_ase
+        ]
         lines.append(f"- {names[t]}: " + (f"missed at {', '.join(slower)}." if slower else "met."))
     load_end = os.getloadavg()[0]
     lines += [

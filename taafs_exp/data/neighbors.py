@@ -205,7 +205,11 @@ def _search(
     j = torch.cat(neighbours) if neighbours else empty
     i, img = atom.index_select(0, e), image.index_select(0, e)
     mirror = slot.index_select(0, e) > 0
-    i, j, img = torch.cat([i, j[mirror]]), torch.cat([j, i[mirror]]), torch.cat([img, -img[mirror]])
+    i, j, img = (
+        torch.cat([i, j[mirror]]),
+        torch.cat([j, i[mirror]]),
+        torch.cat([img, -img[mirror]]),
+    )
     # Back to the caller's (unwrapped) positions, then the exact test 0 < |r_ij| < cutoff
     # (and i != j or n != 0: distinct atoms may coincide).
     img = img + (wrap.index_select(0, i) - wrap.index_select(0, j)).long()

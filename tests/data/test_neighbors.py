@@ -42,7 +42,9 @@ def ours(pos, cell, pbc, cutoff, method):
     )
     i, j = edges.numpy()
     vectors = pos[j] - pos[i] + shifts.numpy()
-    images = np.zeros_like(shifts.numpy()) if cell is None else shifts.numpy() @ np.linalg.inv(cell)
+    images = (
+        np.zeros_like(shifts.numpy()) if cell is None else shifts.numpy() @ np.linalg.inv(cell)
+    )
     assert np.abs(images - np.rint(images)).max(initial=0) < 1e-9, "shift is not n @ cell"
     assert np.all(np.diff(i) >= 0), "edges not sorted by i"
     return _sorted(i, j, np.rint(images).astype(int), np.linalg.norm(vectors, axis=1))

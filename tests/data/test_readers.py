@@ -108,7 +108,11 @@ def test_deepmd_nopbc_and_mixed_sizes(tmp_path):
     ds = load_dataset(tmp_path / "mols", format="deepmd")
     assert ds.systems == ["system_000", "system_001"]
     assert [f.num_atoms for f in ds] == [3, 3, 3, 5, 5]
-    assert (tmp_path / "mols" / "system_001" / "type_map.raw").read_text().split() == ["H", "C", "O"]
+    assert (tmp_path / "mols" / "system_001" / "type_map.raw").read_text().split() == [
+        "H",
+        "C",
+        "O",
+    ]
     assert_frames_equal(list(ds), water + methane)
 
 
@@ -166,7 +170,10 @@ def _set_value(index, value):
 
 
 BAD_DEEPMD = {
-    "missing-file": (lambda s: (s / "set.000" / "coord.npy").unlink(), "coord.npy: file not found"),
+    "missing-file": (
+        lambda s: (s / "set.000" / "coord.npy").unlink(),
+        "coord.npy: file not found",
+    ),
     "missing-box": (lambda s: (s / "set.000" / "box.npy").unlink(), "box.npy: file not found"),
     "coord-not-nx3": (
         lambda s: _edit(s / "set.000" / "coord.npy", lambda a: a[:, :-1]),
@@ -232,9 +239,8 @@ def test_missing_path_and_unknown_format(tmp_path, caplog):
 
 
 def test_extxyz_round_trip_mixed_sizes_and_pbc(tmp_path, caplog):
-    frames = (
-        make_frames(2, [8, 1, 1], periodic=True, virial=True, seed=3)
-        + make_frames(2, [6, 1, 1, 1, 1], periodic=False, seed=4)
+    frames = make_frames(2, [8, 1, 1], periodic=True, virial=True, seed=3) + make_frames(
+        2, [6, 1, 1, 1, 1], periodic=False, seed=4
     )
     write_extxyz(frames, tmp_path / "all.xyz")
     with caplog.at_level(logging.INFO):
@@ -304,7 +310,9 @@ def test_ani_h5_flat_layout_padding_and_keys(tmp_path):
     with h5py.File(tmp_path / "flat.hdf5", "w") as h5:
         group = h5.create_group("004")
         group["coordinates"], group["species"] = coords, species
-        group["wb97x_dz.energy"], group["forces"] = np.array([-1.0, -2.0, -3.0]), np.ones((3, 4, 3))
+        group["wb97x_dz.energy"], group["forces"] = np.array([-1.0, -2.0, -3.0]), np.ones(
+            (3, 4, 3)
+        )
     with pytest.raises(DataError, match=r"flat.hdf5:004: missing \['energies'\]"):
         load_dataset(tmp_path / "flat.hdf5")
     ds = load_dataset(tmp_path / "flat.hdf5", energy_key="wb97x_dz.energy", units="eV")
@@ -320,7 +328,9 @@ def test_ani_h5_flat_layout_padding_and_keys(tmp_path):
 
 def _md17(path: Path, keys, extra=None) -> None:
     pos = np.array([[[0, 0, 0], [1.1, 0, 0], [0, 1.1, 0]]] * 2, dtype=float)
-    arrays = dict(zip(keys, (pos, np.array([6, 1, 1]), np.array([-1.0, -2.0]), np.ones((2, 3, 3)))))
+    arrays = dict(
+        zip(keys, (pos, np.array([6, 1, 1]), np.array([-1.0, -2.0]), np.ones((2, 3, 3))))
+    )
     np.savez(path, **arrays, **(extra or {}))
 
 

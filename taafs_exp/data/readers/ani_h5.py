@@ -43,9 +43,11 @@ def read_ani_h5(
         with h5py.File(path, "r") as h5:
             names = ["/"] if "coordinates" in h5 else []
             h5.visititems(
-                lambda name, item: names.append(name)
-                if isinstance(item, h5py.Group) and "coordinates" in item
-                else None
+                lambda name, item: (
+                    names.append(name)
+                    if isinstance(item, h5py.Group) and "coordinates" in item
+                    else None
+                )
             )
             if not names:
                 raise DataError(
@@ -83,7 +85,9 @@ def _read_group(
         unknown = sorted(set(symbols.ravel()) - set(atomic_numbers) - {""})
         if unknown:
             raise DataError(f"{where} [{species_key}]: {unknown} are not element symbols")
-        species = np.vectorize(lambda s: atomic_numbers.get(s, PADDING), otypes=[np.int64])(symbols)
+        species = np.vectorize(lambda s: atomic_numbers.get(s, PADDING), otypes=[np.int64])(
+            symbols
+        )
     if species.ndim == 1:
         species = np.broadcast_to(species, (conformers, len(species)))
     n = species.shape[-1] if species.ndim else 0

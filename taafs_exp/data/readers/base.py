@@ -87,7 +87,13 @@ class FrameBlock:
 
 
 def _float_field(
-    where: str, value, frames: int, shape: tuple[int, ...], meaning: str, index: Tensor, origin: str
+    where: str,
+    value,
+    frames: int,
+    shape: tuple[int, ...],
+    meaning: str,
+    index: Tensor,
+    origin: str,
 ) -> Tensor:
     """``value`` as a finite float64 tensor of shape (frames, *shape); accepts the per-frame
     part flattened, as deepmd/npy stores it ((F, 3n) for (F, n, 3)). ``origin`` is where the
@@ -160,6 +166,7 @@ def make_block(
     if frames == 0:
         raise DataError(f"{where['positions']}: no frames, expected at least one")
     index_t = torch.arange(frames) if index is None else torch.as_tensor(index, dtype=torch.long)
+
     def field(key: str, value, shape: tuple[int, ...], meaning: str) -> Tensor:
         return _float_field(where[key], value, frames, shape, meaning, index_t, where["positions"])
 

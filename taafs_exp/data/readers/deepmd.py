@@ -26,7 +26,9 @@ def find_systems(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.rglob("type.raw"))
 
 
-def read_deepmd(path: str | os.PathLike, type_map: Sequence[str] | None = None) -> list[FrameBlock]:
+def read_deepmd(
+    path: str | os.PathLike, type_map: Sequence[str] | None = None
+) -> list[FrameBlock]:
     """Read a deepmd/npy system or every system below ``path`` (one block per set).
 
     Args:
@@ -48,9 +50,7 @@ def read_deepmd(path: str | os.PathLike, type_map: Sequence[str] | None = None) 
     ]
 
 
-def _read_system(
-    system: Path, name: str, type_map: Sequence[str] | None
-) -> list[FrameBlock]:
+def _read_system(system: Path, name: str, type_map: Sequence[str] | None) -> list[FrameBlock]:
     from ase.data import atomic_numbers
 
     name = system.name if name == "." else name
@@ -132,7 +132,9 @@ def _type_map(system: Path, given: Sequence[str] | None) -> list[str]:
 def _load(path: Path, required: bool) -> np.ndarray | None:
     if not path.is_file():
         if required:
-            hint = " (or add a 'nopbc' file for a non-periodic system)" if path.stem == "box" else ""
+            hint = (
+                " (or add a 'nopbc' file for a non-periodic system)" if path.stem == "box" else ""
+            )
             raise DataError(f"{path}: file not found, expected it in every set{hint}")
         return None
     try:
@@ -141,7 +143,9 @@ def _load(path: Path, required: bool) -> np.ndarray | None:
         raise DataError(f"{path}: unreadable ({error}), expected a .npy array") from None
 
 
-def write_deepmd(frames: Iterable[Frame], path: str | os.PathLike, overwrite: bool = False) -> None:
+def write_deepmd(
+    frames: Iterable[Frame], path: str | os.PathLike, overwrite: bool = False
+) -> None:
     """Write frames as deepmd/npy, atomically (a temporary folder renamed onto ``path``).
 
     Frames with the same atoms (in order), periodicity and virial presence form one system;

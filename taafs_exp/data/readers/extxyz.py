@@ -56,7 +56,9 @@ def read_extxyz(
             stress = np.asarray(stress, dtype=np.float64)
             full = voigt_6_to_full_3x3_stress(stress) if stress.size == 6 else stress
             virial = -np.reshape(full, (3, 3)) * atoms.get_volume()
-        system = path.name if system_key is None else str(_label(atoms, system_key, where, "a name"))
+        system = (
+            path.name if system_key is None else str(_label(atoms, system_key, where, "a name"))
+        )
         key = (system, tuple(atoms.numbers), tuple(atoms.pbc), forces.shape, virial is None)
         records.append((key, index, atoms, energy, forces, virial))
     if not records:
@@ -106,7 +108,9 @@ def _label(atoms, key: str, where: str, meaning: str, required: bool = True):
     return None
 
 
-def write_extxyz(frames: Iterable[Frame], path: str | os.PathLike, overwrite: bool = False) -> None:
+def write_extxyz(
+    frames: Iterable[Frame], path: str | os.PathLike, overwrite: bool = False
+) -> None:
     """Write frames as extended XYZ (energy, forces; virial in ``info['virial']``), atomically.
 
     ASE prints positions and forces with 8 decimals, so a round trip is exact to 1e-8.
@@ -120,7 +124,9 @@ def write_extxyz(frames: Iterable[Frame], path: str | os.PathLike, overwrite: bo
 
     images = []
     for frame in frames:
-        cell = np.zeros((3, 3)) if frame.cell is None else frame.cell.detach().cpu().double().numpy()
+        cell = (
+            np.zeros((3, 3)) if frame.cell is None else frame.cell.detach().cpu().double().numpy()
+        )
         atoms = Atoms(
             numbers=frame.numbers.cpu().numpy(),
             positions=frame.positions.detach().cpu().double().numpy(),
