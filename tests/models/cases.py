@@ -1,0 +1,56 @@
+"""The backbones under the shared suite: a new backbone joins by adding one ModelCase.
+
+Each case is built from ``conf/model/<config>.yaml`` with ``overrides`` (tiny sizes, float64)
+and the ``${activation}`` node of every family in :data:`ACTIVATIONS`, through the same path as
+training: ``resolve_hparams`` on the test frames, ``hydra.utils.instantiate``, then
+``fit_statistics`` on the test frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """One backbone configuration.
+
+    Attributes:
+        config: name of the file in ``conf/model/`` (without ``.yaml``).
+        overrides: merged into that config; must make the model small and float64.
+        id: test id; defaults to ``config``.
+    """
+
+    config: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.id or self.config
+
+
+_TINY_DP = {
+    "type_map": None,
+    "rcut": 3.5,
+    "rcut_smth": 1.0,
+    "sel": "auto",
+    "neuron": [4, 8],
+    "axis_neuron": 2,
+    "fitting_neuron": [8, 8],
+    "precision": "float64",
+}
+
+MODEL_CASES: list[ModelCase] = [
+    ModelCase("dp", _TINY_DP),
+    ModelCase("dp", {**_TINY_DP, "type_one_side": False, "resnet_dt": True}, id="dp_two_side"),
+]
+
+#: ``${activation}`` nodes: the base activations and two TAAFS families (one spectral, one local).
+ACTIVATIONS: dict[str, dict[str, Any]] = {
+    "tanh": {"name": "tanh"},
+    "silu": {"name": "silu"},
+    "chebyshev": {"name": "chebyshev", "num_basis": 6},
+    "bspline": {"name": "bspline", "num_basis": 6},
+}
