@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-all bench-activations bench-neighbors
+.PHONY: help install run test test-all bench-activations bench-neighbors data-xtb data-emt tables
 
 help:  ## List the targets with one line each
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-20s %s\n",$$1,$$2}'
@@ -33,3 +33,12 @@ bench-activations: $(STAMP)  ## Time every basis vs tanh -> results/bench/activa
 
 bench-neighbors: $(STAMP)  ## Time our neighbour list vs ASE -> results/bench/neighbors.md
 	$(PY) scripts/bench_neighbors.py
+
+data-xtb: $(STAMP)  ## Generate the GFN2-xTB organic set -> data/generated/xtb_organic.extxyz
+	$(PY) scripts/generate_data.py xtb_organic
+
+data-emt: $(STAMP)  ## Generate the EMT Cu-Ag-Au alloy set -> data/generated/emt_alloy.extxyz
+	$(PY) scripts/generate_data.py emt_alloy
+
+tables: $(STAMP)  ## Rebuild every RMSE table in results/tables/ from results/runs/ (no training)
+	$(PY) scripts/make_tables.py
