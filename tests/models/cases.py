@@ -42,9 +42,12 @@ _TINY_DP = {
     "precision": "float64",
 }
 
+_TINY_ANI2 = {"type_map": None, "default_hidden_dims": [6, 5, 4], "precision": "float64"}
+
 MODEL_CASES: list[ModelCase] = [
     ModelCase("dp", _TINY_DP),
     ModelCase("dp", {**_TINY_DP, "type_one_side": False, "resnet_dt": True}, id="dp_two_side"),
+    ModelCase("ani2", _TINY_ANI2),
 ]
 
 #: ``${activation}`` nodes: the base activations and two TAAFS families (one spectral, one local).
