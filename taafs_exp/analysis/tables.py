@@ -89,10 +89,28 @@ COLUMNS = (
 KEY_E, KEY_F = "rmse_e_per_atom_meV", "rmse_f_meV_per_A"
 
 
-def study_table(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
-    """Header lines and table cells (markdown-ready) of one study × model × data."""
+def study_table(
+    runs: Sequence[Run], all_runs: Sequence[Run] = ()
+) -> tuple[list[str], list[list[str]]]:
+    """Header lines and table cells (markdown-ready) of one study × model × data.
+
+    A study without a fixed-activation row (e.g. knots_dp) is compared with the fixed rows of
+    another study of the same model, data, budget and step count (shown as an extra row).
+    """
     rows = group_rows(runs)
     base = baseline(rows)
+    if base is None:
+        first = rows[0].first
+        same_budget = [
+            r
+            for r in all_runs
+            if r.is_fixed
+            and (r.model, r.data, r.budget) == (first.model, first.data, first.budget)
+            and r.metrics["steps"] == first.metrics["steps"]
+        ]
+        base = baseline(group_rows(same_budget)) if same_budget else None
+        if base is not None:
+            rows.insert(0, base)
     base_e = base.mean(KEY_E) if base else None
     base_f = base.mean(KEY_F) if base else None
     best_e = min(r.mean(KEY_E) for r in rows)
@@ -108,7 +126,7 @@ def study_table(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
         f_cell = _fmt_pm(f, row.std(KEY_F), 1)
         cells.append(
             [
-                row.label + (" (base)" if row is base else ""),
+                row.label + (f" (base, {row.first.experiment})" if row is base else ""),
                 f"**{e_cell}**" if e == best_e else e_cell,
                 _fmt_delta(None if row is base else delta_percent(e, base_e)),
                 f"**{f_cell}**" if f == best_f else f_cell,
@@ -209,7 +227,7 @@ def build_tables(runs: Sequence[Run], out_dir: Path) -> list[Path]:
         studies[(run.experiment, run.model, run.data)].append(run)
     written = []
     for (experiment, model, data), study_runs in sorted(studies.items()):
-        header, cells = study_table(study_runs)
+        header, cells = study_table(study_runs, runs)
         stem = out_dir / f"{experiment}__{model}__{data}"
         write_table(stem, header, COLUMNS, cells)
         written.append(stem.with_suffix(".md"))

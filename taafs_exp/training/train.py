@@ -85,8 +85,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     step_time = module.median_step_time()
     metrics = {
-        "experiment": cfg.get("experiment_name"),
-        "budget": cfg.get("budget"),
+        "experiment": cfg.get("experiment_name", "single"),
+        "budget": cfg.get("budget_name"),
         "model": cfg.get("model_name"),
         "activation": as_plain_dict(cfg.activation),
         "data": cfg.get("data_name"),

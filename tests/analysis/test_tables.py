@@ -72,7 +72,7 @@ def test_study_table_numbers(registry, tmp_path):
     e_base = statistics.fmean([1.0, 1.2, 1.1])
     delta_e = 100 * (statistics.fmean([0.9, 1.0, 0.8]) - e_base) / e_base
     assert f"{delta_e:+.1f}%" in md
-    assert "tanh (base)" in md and "chebyshev K=8 layer" in md
+    assert "tanh (base, basis_dp)" in md and "chebyshev K=8 layer" in md
     assert "not the values of the TAAFS paper" in md
     assert "test: data_3 (100 frames)" in md
     csv_text = (out / "basis_dp__dp__water.csv").read_text()
@@ -89,3 +89,15 @@ def test_summary_says_where_taafs_did_not_help(tmp_path):
     assert "fourier K=8 layer" in summary
     assert "TAAFS did not help" in summary
     assert "+19.6%" in summary  # (61 - 51) / 51 on forces
+
+
+def test_study_without_baseline_borrows_the_same_budget_baseline(registry, tmp_path):
+    for seed, f in enumerate([70.0, 72.0, 74.0]):
+        folder = write_run(registry, "bspline", seed, 0.9, f, num_basis=16, extra=128)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics["experiment"] = "knots_dp"
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    build_tables(collect_runs(registry), tmp_path / "tables")
+    md = (tmp_path / "tables" / "knots_dp__dp__water.md").read_text()
+    assert "tanh (base, basis_dp)" in md
+    assert "-28.0%" in md  # (72 - 100) / 100 on forces
