@@ -10,12 +10,12 @@ from taafs_exp.activations.bases import (
 from taafs_exp.activations.core import BASE_FUNCTIONS, BasisActivation, TAAFS
 from taafs_exp.activations.rational import Rational
 from taafs_exp.activations.registry import (
-    DEFAULT_TYPES, PerCallActivation, available_activations, build_activation,
+    DEFAULT_TYPES, FIXED_ACTIVATIONS, PerCallActivation, available_activations, build_activation,
     extra_parameter_count, replace_activations,
 )
 
 __all__ = [
-    "BASE_FUNCTIONS", "BSpline", "BasisActivation", "Chebyshev", "DEFAULT_TYPES", "Fourier",
+    "BASE_FUNCTIONS", "BSpline", "BasisActivation", "Chebyshev", "DEFAULT_TYPES", "FIXED_ACTIVATIONS", "Fourier",
     "Gaussian", "Legendre", "PerCallActivation", "Rational", "SpectralActivation", "TAAFS",
     "ThreeTermActivation", "available_activations", "build_activation", "extra_parameter_count",
     "replace_activations",

@@ -17,6 +17,7 @@ the reference the tests compare the fused path with.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -31,6 +32,7 @@ BASE_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "gelu": F.gelu,
     "softplus": F.softplus,
     "relu": F.relu,
+    "celu": functools.partial(F.celu, alpha=0.1),  # ANI's CELU
 }
 SHARES = ("layer", "channel")
 INPUT_MAPS = ("tanh", "affine", "none")

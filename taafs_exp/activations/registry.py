@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from torch import Tensor, nn
@@ -10,9 +11,13 @@ from taafs_exp.activations.bases import BSpline, Chebyshev, Fourier, Gaussian, L
 from taafs_exp.activations.core import TAAFS
 from taafs_exp.activations.rational import Rational
 
-_FIXED: dict[str, type[nn.Module]] = {
+#: Fixed activations; ``celu`` is ANI's CELU with α = 0.1 (torchani's ``TightCELU``).
+_FIXED: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh, "silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU, "softplus": nn.Softplus,
+    "celu": functools.partial(nn.CELU, alpha=0.1),
 }
+#: Names of the fixed activations (the baselines TAAFS is compared with).
+FIXED_ACTIVATIONS: tuple[str, ...] = tuple(_FIXED)
 _TRAINABLE: dict[str, type[TAAFS]] = {
     "bspline": BSpline, "chebyshev": Chebyshev, "fourier": Fourier,
     "legendre": Legendre, "gaussian": Gaussian, "rational": Rational,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: Fixed activations: no coefficients, the baselines TAAFS is compared with.
-FIXED = {"tanh", "silu", "gelu", "relu", "softplus", "celu"}
+from taafs_exp.activations.registry import FIXED_ACTIVATIONS
+
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Run:
 
     @property
     def is_fixed(self) -> bool:
-        return self.activation in FIXED
+        return self.activation in FIXED_ACTIVATIONS
 
     @property
     def config_label(self) -> str:

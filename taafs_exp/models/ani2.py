@@ -29,6 +29,7 @@ per layer and element.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
@@ -40,6 +41,7 @@ from torchani.nn import ANINetworks, AtomicNetwork
 from torchani.units import HARTREE_TO_EV
 from torchani.utils import SYMBOLS_2X
 
+from taafs_exp.activations import FIXED_ACTIVATIONS, build_activation
 from taafs_exp.data import keys as K
 from taafs_exp.data.stats import DatasetStatistics
 from taafs_exp.models.base import ActivationFactory, Potential
@@ -67,10 +69,6 @@ ANI2X_SELF_ENERGIES_HA: dict[str, float] = {
     "Cl": -460.1681939421027,
 }
 ENERGY_SHIFTS = ("data", "ani2x")
-#: ANI's activation, CELU with α = 0.1 (torchani's ``TightCELU``), by name.
-BASE_ACTIVATIONS: dict[str, ActivationFactory] = {
-    "celu": lambda num_channels=None: nn.CELU(alpha=0.1),
-}
 
 
 class ElementNetwork(AtomicNetwork):
@@ -185,7 +183,7 @@ class ANI2x(Potential):
         for option, value, valid in (
             ("energy_shift", energy_shift, ENERGY_SHIFTS),
             ("precision", precision, list(PRECISIONS)),
-            ("base_activation", base_activation, list(BASE_ACTIVATIONS)),
+            ("base_activation", base_activation, list(FIXED_ACTIVATIONS)),
         ):
             if value not in valid:
                 raise ValueError(f"ANI2x: {option}={value!r}, expected one of {list(valid)}")
@@ -193,7 +191,7 @@ class ANI2x(Potential):
         self.base_activation = base_activation
         self.energy_shift = energy_shift
         self.dtype = PRECISIONS[precision]
-        factory = activation or BASE_ACTIVATIONS[base_activation]
+        factory = activation or functools.partial(build_activation, base_activation)
         hidden_dims = dict(hidden_dims or {})
         lookup = torch.full((len(chemical_symbols),), -1, dtype=torch.long)
         lookup[[atomic_numbers[s] for s in self.type_map]] = torch.arange(len(self.type_map))

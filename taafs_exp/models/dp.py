@@ -34,6 +34,7 @@ its water example, as here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ import torch
 from ase.data import atomic_numbers, chemical_symbols
 from torch import Tensor, nn
 
+from taafs_exp.activations import build_activation
 from taafs_exp.data import keys as K
 from taafs_exp.data.frame import Frame
 from taafs_exp.data.neighbors import neighbor_list
@@ -57,12 +59,6 @@ STD_DEFAULT = 0.1
 
 class SelOverflowError(ValueError):
     """An atom has more neighbours of one type within r_c than its ``sel`` slots."""
-
-
-def _tanh(num_channels: int) -> nn.Module:
-    """Default activation factory: DeePMD-kit's tanh."""
-    del num_channels
-    return nn.Tanh()
 
 
 def _type_lookup(type_map: Sequence[str]) -> Tensor:
@@ -214,7 +210,9 @@ class DeepPotSeA(Potential):
         fitting_neuron: fitting widths. fitting_resnet_dt: timesteps in the fitting net.
         precision: ``float64`` or ``float32``, dtype of parameters, buffers and the computation.
         embedding_activation, fitting_activation: factories called once per hidden layer with
-            ``num_channels=width``; tanh when None.
+            ``num_channels=width``; ``base_activation`` when None.
+        base_activation: registry name of DP's published activation (DeePMD-kit: tanh); TAAFS
+            configs start their curves from it.
     """
 
     def __init__(
@@ -232,6 +230,7 @@ class DeepPotSeA(Potential):
         precision: str = "float64",
         embedding_activation: ActivationFactory | None = None,
         fitting_activation: ActivationFactory | None = None,
+        base_activation: str = "tanh",
     ) -> None:
         super().__init__()
         if type_map is None or isinstance(sel, str):
@@ -265,8 +264,9 @@ class DeepPotSeA(Potential):
         self.neuron = list(neuron)
         self.axis_neuron = axis_neuron
         self.type_one_side = type_one_side
-        embed = embedding_activation or _tanh
-        fit = fitting_activation or _tanh
+        default = functools.partial(build_activation, base_activation)
+        embed = embedding_activation or default
+        fit = fitting_activation or default
         num_nets = self.ntypes if type_one_side else self.ntypes**2
         #: net of neighbour type t (and centre type c): filter_layers[t] or [t·ntypes + c]
         self.filter_layers = nn.ModuleList(

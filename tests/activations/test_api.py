@@ -21,7 +21,7 @@ K_DEFAULT = {"rational": 10}  # numerator 5 + 1, denominator 4
 
 
 def test_registry_names() -> None:
-    assert FIXED == ["tanh", "silu", "gelu", "relu", "softplus"]
+    assert FIXED == ["tanh", "silu", "gelu", "relu", "softplus", "celu"]
     assert TRAINABLE == ["bspline", "chebyshev", "fourier", "legendre", "gaussian", "rational"]
 
 
