@@ -98,31 +98,35 @@ def split_indices(
     return parts
 
 
-def compute_statistics(graphs: Sequence[dict[str, Tensor]]) -> DatasetStatistics:
+def compute_statistics(
+    frames: Sequence[Frame], graphs: Sequence[dict[str, Tensor]]
+) -> DatasetStatistics:
     """Statistics of the training split (see :class:`DatasetStatistics`).
 
-    The per-element energy shift solves min ‖A s − E‖ with A[f, Z] the count of element Z in
-    frame f, by least squares with the minimum-norm solution when A is rank deficient (as
-    DeePMD-kit does, e.g. water where every frame has the same composition).
+    Energies and forces come from every training frame; the neighbour count from ``graphs``
+    (a subset is enough, as DeePMD-kit's ``data_stat_nbatch``). The per-element energy shift
+    solves min ‖A s − E‖ with A[f, Z] the count of element Z in frame f, by least squares with
+    the minimum-norm solution when A is rank deficient (as DeePMD-kit does, e.g. water where
+    every frame has the same composition).
     """
-    numbers = [g[K.NUMBERS] for g in graphs]
-    elements = sorted(set(torch.cat(numbers).tolist()))
+    elements = sorted({int(z) for f in frames for z in f.numbers.tolist()})
     column = {z: c for c, z in enumerate(elements)}
-    counts = torch.zeros(len(graphs), len(elements), dtype=torch.float64)
-    for f, z in enumerate(numbers):
-        for value, n in zip(*torch.unique(z, return_counts=True)):
-            counts[f, column[int(value)]] = float(n)
-    energies = torch.stack([g[K.ENERGY].reshape(()) for g in graphs]).to(torch.float64)
+    counts = torch.zeros(len(frames), len(elements), dtype=torch.float64)
+    for row, frame in enumerate(frames):
+        for value, n in zip(*torch.unique(frame.numbers, return_counts=True)):
+            counts[row, column[int(value)]] = float(n)
+    energies = torch.stack([f.energy.reshape(()) for f in frames]).to(torch.float64)
     shift = torch.linalg.lstsq(counts, energies[:, None], driver="gelsd").solution[:, 0]
     natoms = counts.sum(1)
     residual_per_atom = (energies - counts @ shift) / natoms
-    forces = torch.cat([g[K.FORCES] for g in graphs]).to(torch.float64)
+    forces = torch.cat([f.forces for f in frames]).to(torch.float64)
     num_edges = sum(g[K.EDGE_INDEX].shape[1] for g in graphs)
+    num_atoms = sum(int(g[K.NUM_ATOMS].sum()) for g in graphs)
     return DatasetStatistics(
         energy_shift={z: float(shift[c]) for z, c in column.items()},
         force_rms=float(forces.pow(2).mean().sqrt()),
-        avg_num_neighbors=num_edges / float(natoms.sum()),
-        energy_per_atom_std=float(residual_per_atom.std()) if len(graphs) > 1 else 0.0,
+        avg_num_neighbors=num_edges / max(num_atoms, 1),
+        energy_per_atom_std=float(residual_per_atom.std()) if len(frames) > 1 else 0.0,
         elements=elements,
     )
 
@@ -140,6 +144,9 @@ class AtomsDataModule(pl.LightningDataModule):
         num_workers: DataLoader workers (0 keeps the neighbour-list cache in this process).
         generator: builds ``path`` on first use when it does not exist (a data generator).
         shuffle_seed: seed of the training order (resumable: the order is saved in checkpoints).
+        stat_frames: training frames (evenly spaced over the split) whose neighbour lists feed
+            the neighbour statistics and the models' input normalisation (DeePMD-kit's
+            ``data_stat_nbatch``); energies and forces statistics use every training frame.
     """
 
     def __init__(
@@ -154,6 +161,7 @@ class AtomsDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         generator: Callable[[Path], Any] | None = None,
         shuffle_seed: int = 0,
+        stat_frames: int = 64,
     ) -> None:
         super().__init__()
         self.path = Path(path)
@@ -166,6 +174,7 @@ class AtomsDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.generator = generator
         self.shuffle_seed = shuffle_seed
+        self.stat_frames = stat_frames
         self.cutoff: float | None = None
         self.frames: dict[str, list[Frame]] = {}
         self.datasets: dict[str, GraphDataset] = {}
@@ -224,16 +233,22 @@ class AtomsDataModule(pl.LightningDataModule):
         self._require_cutoff()
         if self._statistics is None:
             train = self.datasets["train"]
-            self._statistics = compute_statistics([train[i] for i in range(len(train))])
+            graphs = [train[i] for i in self._stat_indices()]
+            self._statistics = compute_statistics(self.frames["train"], graphs)
         return self._statistics
 
+    def _stat_indices(self) -> list[int]:
+        num = len(self.frames["train"])
+        count = min(num, self.stat_frames)
+        return torch.linspace(0, num - 1, count).round().long().unique().tolist()
+
     def train_batches(self, batch_size: int = 16) -> Iterator[dict[str, Tensor]]:
-        """The training split in order, for models' data-dependent normalisation."""
+        """The ``stat_frames`` subset of the training split, for models' input normalisation."""
         self._require_cutoff()
         train = self.datasets["train"]
-        for start in range(0, len(train), batch_size):
-            end = min(start + batch_size, len(train))
-            yield collate_graphs([train[i] for i in range(start, end)])
+        indices = self._stat_indices()
+        for start in range(0, len(indices), batch_size):
+            yield collate_graphs([train[i] for i in indices[start : start + batch_size]])
 
     def _loader(self, stage: str, shuffle: bool) -> StatefulDataLoader:
         self._require_cutoff()

@@ -55,7 +55,9 @@ def test_energy_shift_recovers_per_element_energies():
     frames = [
         molecule(c, sum(true[z] for z in c), seed=i) for i, c in enumerate(compositions)
     ]
-    stats = compute_statistics([frame_to_graph(f, 2.0) for f in frames])
+    # neighbours from a subset (all pairs within 100 Å): (3·2 + 5·4) / (3 + 5)
+    stats = compute_statistics(frames, [frame_to_graph(f, 100.0) for f in frames[:2]])
+    assert stats.avg_num_neighbors == pytest.approx(26 / 8)
     assert stats.elements == [1, 6, 8]
     for z, value in true.items():
         assert stats.energy_shift[z] == pytest.approx(value, abs=1e-8)
