@@ -21,14 +21,21 @@ def test_activation_configs_match_the_registry():
     assert ACTIVATIONS == sorted(available_activations())
 
 
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_every_model_and_activation_builds(model, activation, tmp_path):
-    cfg = compose_config([f"model={model}", f"activation={activation}", "logger=none"], tmp_path)
-    assert cfg.model_name == model and cfg.activation_name == activation
+@pytest.fixture(scope="module")
+def water(tmp_path_factory):
+    """The default data module, loaded once (every model config resolves against it)."""
+    cfg = compose_config(["logger=none"], tmp_path_factory.mktemp("water"))
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup()
-    module = build_module(cfg, datamodule)
+    return datamodule
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_every_model_and_activation_builds(model, activation, water, tmp_path):
+    cfg = compose_config([f"model={model}", f"activation={activation}", "logger=none"], tmp_path)
+    assert cfg.model_name == model and cfg.activation_name == activation
+    module = build_module(cfg, water)
     assert sum(p.numel() for p in module.model.parameters()) > 0
     assert (module.n_extra_params() == 0) == (activation in FIXED_ACTIVATIONS)
 
