@@ -42,11 +42,28 @@ _TINY_DP = {
     "precision": "float64",
 }
 
+_TINY_CHGNET = {
+    "type_map": None,
+    "cutoff": 4.0,
+    "threebody_cutoff": 3.0,
+    "max_n": 5,
+    "max_f": 2,
+    "dim_atom_embedding": 6,
+    "dim_bond_embedding": 6,
+    "dim_angle_embedding": 6,
+    "num_blocks": 3,
+    "atom_conv_hidden_dims": [6],
+    "bond_conv_hidden_dims": [6],
+    "final_hidden_dims": [6, 6],
+    "precision": "float64",
+}
+
 _TINY_ANI2 = {"type_map": None, "default_hidden_dims": [6, 5, 4], "precision": "float64"}
 
 MODEL_CASES: list[ModelCase] = [
     ModelCase("dp", _TINY_DP),
     ModelCase("dp", {**_TINY_DP, "type_one_side": False, "resnet_dt": True}, id="dp_two_side"),
+    ModelCase("chgnet", _TINY_CHGNET),
     ModelCase("ani2", _TINY_ANI2),
 ]
 
