@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -20,19 +19,10 @@ import torch
 from torch import nn
 
 from taafs_exp.activations import TAAFS, BasisActivation, available_activations, build_activation
+from taafs_exp.machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("forward", "forward+backward", "force")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _step(act: nn.Module, x: torch.Tensor, mode: str) -> Callable[[], None]:
@@ -140,7 +130,7 @@ def _write_markdown(args: argparse.Namespace, rows: list[dict], elapsed: float) 
         f"{args.repeats} --naive-repeats {args.naive_repeats} --threads {args.threads}` "
         f"(`make bench-activations` runs the defaults), {elapsed:.0f} s.",
         "",
-        f"Machine: {_cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, CPU. The cores were shared with other jobs, so the "
         "machine may have been loaded; times are medians over repeats after a warm-up, and each "
         "ratio is the median over repeats of time / time of a tanh run made just before it; the "

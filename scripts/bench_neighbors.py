@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from taafs_exp.data import load_dataset, neighbor_list  # noqa: E402
+from taafs_exp.machine import cpu_name
 
 REPLICAS = [(1, 1, 1), (2, 2, 2), (4, 4, 4)]
 CUTOFF = 6.0
@@ -42,16 +43,6 @@ def median_time(build: Callable[[], object], repeats: int) -> float:
         build()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def command() -> str:

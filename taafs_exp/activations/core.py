@@ -18,7 +18,6 @@ the reference the tests compare the fused path with.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 
 import torch

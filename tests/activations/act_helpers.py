@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from taafs_exp.activations import TAAFS, available_activations, build_activation
 
 TRAINABLE = [n for n in available_activations() if isinstance(build_activation(n), TAAFS)]
