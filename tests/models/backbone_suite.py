@@ -60,7 +60,7 @@ def build_model(
                     p.add_(0.3 * torch.randn_like(p))
     if fit:
         graphs = [frame_to_graph(f, model.cutoff) for f in frames]
-        model.fit_statistics(compute_statistics(graphs), [collate_graphs(graphs)])
+        model.fit_statistics(compute_statistics(frames, graphs), [collate_graphs(graphs)])
     return model
 
 
