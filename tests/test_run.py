@@ -1,6 +1,7 @@
 """End to end: run.py writes metrics.json; a resumed run continues exactly."""
 
 import csv
+import os
 import json
 import subprocess
 import sys
@@ -93,3 +94,22 @@ def test_resume_continues_the_same_run(tmp_path, activation):
     # the step after the resume (and the rest) equals the uninterrupted run
     for step in (3, 4, 5):
         assert resumed[step] == pytest.approx(straight[step], rel=1e-10, abs=0)
+
+
+def test_wandb_is_offline_by_default_and_never_asks_for_a_key(tmp_path):
+    """No WANDB_MODE, no API key, no terminal: the run finishes and keeps its W&B files."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "trainer=debug", "logger=wandb", *TINY_DP,
+         f"hydra.run.dir={out}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list((out / "wandb").glob("offline-run-*")), "expected an offline W&B run folder"
+    assert (out / "metrics.json").exists()

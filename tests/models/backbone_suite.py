@@ -12,7 +12,7 @@ import hydra
 import pytest
 import torch
 from cases import ACTIVATIONS, ModelCase
-from conftest import make_frame, random_rotation
+from water_frames import make_frame, random_rotation
 from omegaconf import OmegaConf
 from torch import Tensor
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from ase import Atoms
-from conftest import make_frame
+from water_frames import make_frame
 from omegaconf import OmegaConf
 from matgl.ext.ase import Atoms2Graph
 from matgl.graph._compute import compute_pair_vector_and_distance, create_directed_line_graph

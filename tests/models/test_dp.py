@@ -13,7 +13,7 @@ from ase import Atoms
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 from backbone_suite import CONF, build_model
 from cases import ModelCase
-from conftest import make_frame
+from water_frames import make_frame
 from omegaconf import OmegaConf
 
 from taafs_exp.data import keys as K
