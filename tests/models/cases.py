@@ -42,6 +42,17 @@ _TINY_DP = {
     "precision": "float64",
 }
 
+_TINY_PAINN = {
+    "type_map": None,
+    "cutoff": 3.5,
+    "num_features": 8,
+    "num_interactions": 2,
+    "num_radial": 6,
+    "output_hidden": [8],
+    "zero_init_output": False,  # a random readout: non-zero forces before any training
+    "precision": "float64",
+}
+
 _TINY_CHGNET = {
     "type_map": None,
     "cutoff": 4.0,
@@ -63,6 +74,7 @@ _TINY_ANI2 = {"type_map": None, "default_hidden_dims": [6, 5, 4], "precision": "
 MODEL_CASES: list[ModelCase] = [
     ModelCase("dp", _TINY_DP),
     ModelCase("dp", {**_TINY_DP, "type_one_side": False, "resnet_dt": True}, id="dp_two_side"),
+    ModelCase("painn", _TINY_PAINN),
     ModelCase("chgnet", _TINY_CHGNET),
     ModelCase("ani2", _TINY_ANI2),
 ]
