@@ -72,8 +72,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     logger = instantiate_logger(cfg)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
-    if logger:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    if logger:  # the run's own config (a composed config may also carry the hydra node)
+        run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        logger.log_hyperparams(OmegaConf.to_container(run_cfg, resolve=True))
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_s = time.perf_counter() - start
 
