@@ -44,9 +44,8 @@ from torchani.utils import SYMBOLS_2X
 from taafs_exp.activations import FIXED_ACTIVATIONS, build_activation
 from taafs_exp.data import keys as K
 from taafs_exp.data.stats import DatasetStatistics
-from taafs_exp.models.base import ActivationFactory, Potential
+from taafs_exp.models.base import ActivationFactory, Potential, precision_dtype, type_lookup
 
-PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 #: Hidden widths of the ANI-2x element networks (``ANINetworks.like_2x``).
 PAPER_HIDDEN_DIMS: dict[str, tuple[int, ...]] = {
     "H": (256, 192, 160),
@@ -182,7 +181,6 @@ class ANI2x(Potential):
             raise ValueError(f"ANI2x: type_map {list(type_map)} must be non-empty without repeats")
         for option, value, valid in (
             ("energy_shift", energy_shift, ENERGY_SHIFTS),
-            ("precision", precision, list(PRECISIONS)),
             ("base_activation", base_activation, list(FIXED_ACTIVATIONS)),
         ):
             if value not in valid:
@@ -190,12 +188,10 @@ class ANI2x(Potential):
         self.type_map = [str(s) for s in type_map]
         self.base_activation = base_activation
         self.energy_shift = energy_shift
-        self.dtype = PRECISIONS[precision]
+        self.dtype = precision_dtype("ANI2x", precision)
         factory = activation or functools.partial(build_activation, base_activation)
         hidden_dims = dict(hidden_dims or {})
-        lookup = torch.full((len(chemical_symbols),), -1, dtype=torch.long)
-        lookup[[atomic_numbers[s] for s in self.type_map]] = torch.arange(len(self.type_map))
-        self.register_buffer("type_lookup", lookup, persistent=False)
+        self.register_buffer("type_lookup", type_lookup(self.type_map), persistent=False)
         self.aev_computer = AEVComputer.like_2x(num_species=len(self.type_map))
         self.cutoff = float(self.aev_computer.radial.cutoff)
         width = self.aev_computer.out_dim

@@ -12,14 +12,45 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
-from ase.data import chemical_symbols
+from ase.data import atomic_numbers, chemical_symbols
 from torch import Tensor, nn
 
+from taafs_exp.data import keys as K
 from taafs_exp.data.frame import Frame
 from taafs_exp.data.stats import DatasetStatistics
 
 #: Builds one activation module; backbones call it once per layer (``num_channels`` = width).
 ActivationFactory = Callable[..., nn.Module]
+#: The ``precision`` option of every backbone.
+PRECISIONS: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
+
+
+def precision_dtype(owner: str, precision: str) -> torch.dtype:
+    """The dtype named by ``precision``; ValueError naming ``owner`` and the choices."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"{owner}: precision {precision!r}, expected one of {list(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+def type_lookup(type_map: Sequence[str]) -> Tensor:
+    """(119,) int64 map from atomic number to type index, −1 for elements outside ``type_map``."""
+    lookup = torch.full((len(chemical_symbols),), -1, dtype=torch.long)
+    for t, symbol in enumerate(type_map):
+        if symbol not in atomic_numbers:
+            raise ValueError(f"type_map: unknown element symbol {symbol!r} in {list(type_map)}")
+        lookup[atomic_numbers[symbol]] = t
+    return lookup
+
+
+def atom_types(owner: str, numbers: Tensor, lookup: Tensor, type_map: Sequence[str]) -> Tensor:
+    """Type index of every atom; ValueError naming the elements outside ``type_map``."""
+    types = lookup.to(numbers.device)[numbers]
+    if bool((types < 0).any()):
+        unknown = sorted({chemical_symbols[int(z)] for z in numbers[types < 0].tolist()})
+        raise ValueError(
+            f"{owner}: element(s) {unknown} not in the model's type_map {list(type_map)}"
+        )
+    return types
 
 
 class Potential(nn.Module):
@@ -31,9 +62,15 @@ class Potential(nn.Module):
 
     cutoff: float
 
-    def forward(self, batch: dict[str, Tensor]) -> Tensor:  # pragma: no cover - interface
-        """Return the (F,) total energies, eV, of the frames in ``batch``."""
+    def atomic_energies(self, batch: dict[str, Tensor]) -> Tensor:  # pragma: no cover
+        """(N,) energy of every atom, eV; backbones with an atomic decomposition define it."""
         raise NotImplementedError
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """(F,) total energies, eV: the sum of :meth:`atomic_energies` over each frame."""
+        energies = self.atomic_energies(batch)
+        total = energies.new_zeros(batch[K.NUM_ATOMS].shape[0])
+        return total.index_add(0, batch[K.BATCH], energies)
 
     @torch.no_grad()
     def fit_statistics(

@@ -62,9 +62,14 @@ from torch import Tensor, nn
 from taafs_exp.activations import PerCallActivation, build_activation
 from taafs_exp.data import keys as K
 from taafs_exp.data.stats import DatasetStatistics
-from taafs_exp.models.base import ActivationFactory, Potential
+from taafs_exp.models.base import (
+    ActivationFactory,
+    Potential,
+    atom_types,
+    precision_dtype,
+    type_lookup,
+)
 
-PRECISIONS: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
 #: Resolution, Å, at which image shifts are compared to find the reverse of a bond.
 SHIFT_RESOLUTION = 1e-4
 #: matgl's clamp of cos θ before arccos (keeps dθ/dcos θ finite).
@@ -203,10 +208,6 @@ class CHGNet(Potential):
             raise ValueError(
                 f"CHGNet: need 0 < threebody_cutoff ≤ cutoff, got {threebody_cutoff}, {cutoff}"
             )
-        if precision not in PRECISIONS:
-            raise ValueError(
-                f"CHGNet: precision {precision!r}, expected one of {list(PRECISIONS)}"
-            )
         unknown = [s for s in type_map if s not in atomic_numbers]
         if unknown:
             raise ValueError(
@@ -215,7 +216,7 @@ class CHGNet(Potential):
         self.type_map = list(type_map)
         self.cutoff = float(cutoff)
         self.threebody_cutoff = float(threebody_cutoff)
-        self.dtype = PRECISIONS[precision]
+        self.dtype = precision_dtype("CHGNet", precision)
         self.chgnet = MatglCHGNet(
             element_types=tuple(self.type_map),
             dim_atom_embedding=dim_atom_embedding,
@@ -253,9 +254,7 @@ class CHGNet(Potential):
         )
         factory = activation or functools.partial(build_activation, base_activation)
         self.num_activation_sites = per_call_activations(self.chgnet, factory)
-        lookup = torch.full((len(chemical_symbols),), -1, dtype=torch.long)
-        lookup[[atomic_numbers[s] for s in self.type_map]] = torch.arange(len(self.type_map))
-        self.register_buffer("type_lookup", lookup, persistent=False)
+        self.register_buffer("type_lookup", type_lookup(self.type_map), persistent=False)
         self.register_buffer("energy_shift", torch.zeros(len(self.type_map)))
         self.to(self.dtype)
 
@@ -268,13 +267,7 @@ class CHGNet(Potential):
 
     def atom_types(self, numbers: Tensor) -> Tensor:
         """Row of ``type_map`` of every atom; ValueError naming the elements outside it."""
-        types = self.type_lookup[numbers]
-        if bool((types < 0).any()):
-            unknown = sorted({chemical_symbols[int(z)] for z in numbers[types < 0].tolist()})
-            raise ValueError(
-                f"CHGNet: element(s) {unknown} not in the model's type_map {self.type_map}"
-            )
-        return types
+        return atom_types("CHGNet", numbers, self.type_lookup, self.type_map)
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """E_frame = Σ_i [CHGNet_i + b_{Z_i}], (F,), eV, in the model dtype, as matgl's forward."""

@@ -47,9 +47,14 @@ from taafs_exp.data import keys as K
 from taafs_exp.data.frame import Frame
 from taafs_exp.data.neighbors import neighbor_list
 from taafs_exp.data.stats import DatasetStatistics
-from taafs_exp.models.base import ActivationFactory, Potential
+from taafs_exp.models.base import (
+    ActivationFactory,
+    Potential,
+    atom_types,
+    precision_dtype,
+    type_lookup,
+)
 
-PRECISIONS: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
 #: DeePMD-kit's ``sel: auto`` margin (``BaseUpdateSel.parse_auto_sel_ratio``).
 AUTO_SEL_RATIO = 1.1
 #: Floor of the environment-matrix std and its value for a type without data (``compute_std``).
@@ -59,27 +64,6 @@ STD_DEFAULT = 0.1
 
 class SelOverflowError(ValueError):
     """An atom has more neighbours of one type within r_c than its ``sel`` slots."""
-
-
-def _type_lookup(type_map: Sequence[str]) -> Tensor:
-    """(119,) int64 map from atomic number to type index, −1 for elements outside ``type_map``."""
-    lookup = torch.full((len(chemical_symbols),), -1, dtype=torch.long)
-    for t, symbol in enumerate(type_map):
-        if symbol not in atomic_numbers:
-            raise ValueError(f"type_map: unknown element symbol {symbol!r} in {list(type_map)}")
-        lookup[atomic_numbers[symbol]] = t
-    return lookup
-
-
-def _atom_types(numbers: Tensor, lookup: Tensor, type_map: Sequence[str]) -> Tensor:
-    """Type index of every atom; ValueError naming the elements outside ``type_map``."""
-    types = lookup.to(numbers.device)[numbers]
-    if bool((types < 0).any()):
-        unknown = sorted({chemical_symbols[int(z)] for z in numbers[types < 0].tolist()})
-        raise ValueError(
-            f"DeepPotSeA: element(s) {unknown} not in the model's type_map {list(type_map)}"
-        )
-    return types
 
 
 def _pair_groups(
@@ -119,7 +103,7 @@ def auto_sel(
     n_i,t is the number of neighbours of type t within ``rcut`` (Å) of atom i, maximised over
     every atom of every frame; graphs must carry pairs built with a cutoff ≥ ``rcut``.
     """
-    lookup = _type_lookup(type_map)
+    lookup = type_lookup(type_map)
     ntypes = len(type_map)
     largest = torch.zeros(ntypes, dtype=torch.long)
     for item in frames_or_graphs:
@@ -129,7 +113,7 @@ def auto_sel(
         else:
             positions, numbers = item[K.POSITIONS], item[K.NUMBERS]
             edge_index, shifts = item[K.EDGE_INDEX], item[K.SHIFTS]
-        types = _atom_types(numbers, lookup, type_map)
+        types = atom_types("DeepPotSeA", numbers, lookup, type_map)
         vectors = positions[edge_index[1]] - positions[edge_index[0]] + shifts
         counts = _pair_groups(edge_index, vectors, types, ntypes, rcut)[2]
         if counts.numel():
@@ -244,10 +228,7 @@ class DeepPotSeA(Potential):
             )
         if not 0 <= rcut_smth < rcut:
             raise ValueError(f"DeepPotSeA: need 0 ≤ rcut_smth < rcut, got {rcut_smth}, {rcut}")
-        if precision not in PRECISIONS:
-            raise ValueError(
-                f"DeepPotSeA: precision {precision!r}, expected one of {list(PRECISIONS)}"
-            )
+        dtype = precision_dtype("DeepPotSeA", precision)
         if axis_neuron > neuron[-1]:
             raise ValueError(
                 f"DeepPotSeA: axis_neuron {axis_neuron} > last embedding width {neuron[-1]}"
@@ -282,8 +263,8 @@ class DeepPotSeA(Potential):
         self.register_buffer("davg", torch.zeros(self.ntypes, 4))
         self.register_buffer("dstd", torch.ones(self.ntypes, 4))
         self.register_buffer("bias_atom_e", torch.zeros(self.ntypes))
-        self.register_buffer("type_lookup", _type_lookup(type_map), persistent=False)
-        self.to(PRECISIONS[precision])
+        self.register_buffer("type_lookup", type_lookup(type_map), persistent=False)
+        self.to(dtype)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -328,7 +309,7 @@ class DeepPotSeA(Potential):
         """
         positions = batch[K.POSITIONS].to(self.dtype)
         edge_index = batch[K.EDGE_INDEX]
-        types = _atom_types(batch[K.NUMBERS], self.type_lookup, self.type_map)
+        types = atom_types("DeepPotSeA", batch[K.NUMBERS], self.type_lookup, self.type_map)
         shifts = batch[K.SHIFTS].to(self.dtype)
         vectors = positions[edge_index[1]] - positions[edge_index[0]] + shifts
         keep, group, counts = _pair_groups(edge_index, vectors, types, self.ntypes, self.rcut)
@@ -397,12 +378,6 @@ class DeepPotSeA(Potential):
                 0, atoms, net(d[atoms]).squeeze(-1) + self.bias_atom_e[c]
             )
         return energies
-
-    def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        """Total energy per frame, (F,), eV, in the model dtype."""
-        energies = self.atomic_energies(batch)
-        total = energies.new_zeros(batch[K.NUM_ATOMS].shape[0])
-        return total.index_add(0, batch[K.BATCH], energies)
 
     @torch.no_grad()
     def fit_statistics(

@@ -43,9 +43,14 @@ from torch import Tensor, nn
 from taafs_exp.activations import build_activation
 from taafs_exp.data import keys as K
 from taafs_exp.data.stats import DatasetStatistics
-from taafs_exp.models.base import ActivationFactory, Potential
+from taafs_exp.models.base import (
+    ActivationFactory,
+    Potential,
+    atom_types,
+    precision_dtype,
+    type_lookup,
+)
 
-PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _dense(n_in: int, n_out: int, bias: bool = True) -> nn.Linear:
@@ -153,8 +158,7 @@ class PaiNN(Potential):
             raise ValueError(
                 f"PaiNN: unknown element symbol(s) {unknown} in type_map {list(type_map)}"
             )
-        if precision not in PRECISIONS:
-            raise ValueError(f"PaiNN: precision {precision!r}, expected one of {list(PRECISIONS)}")
+        dtype = precision_dtype("PaiNN", precision)
         if not cutoff > 0:
             raise ValueError(f"PaiNN: cutoff must be > 0 Å, got {cutoff}")
         self.type_map = list(type_map)
@@ -169,14 +173,12 @@ class PaiNN(Potential):
         self.output = _scalar_mlp(num_features, list(output_hidden), 1, activation)
         if zero_init_output:
             nn.init.zeros_(self.output[-1].weight)
-        lookup = torch.full((len(chemical_symbols),), -1, dtype=torch.long)
-        lookup[[atomic_numbers[s] for s in self.type_map]] = torch.arange(len(self.type_map))
-        self.register_buffer("type_lookup", lookup, persistent=False)
+        self.register_buffer("type_lookup", type_lookup(self.type_map), persistent=False)
         frequencies = math.pi / self.cutoff * torch.arange(1, num_radial + 1.0)  # nπ/r_c, Å⁻¹
         self.register_buffer("frequencies", frequencies, persistent=False)
         self.register_buffer("energy_shift", torch.zeros(len(self.type_map)))
         self.register_buffer("energy_scale", torch.ones(()))
-        self.to(PRECISIONS[precision])
+        self.to(dtype)
 
     def extra_repr(self) -> str:
         return (
@@ -186,13 +188,7 @@ class PaiNN(Potential):
 
     def atom_types(self, numbers: Tensor) -> Tensor:
         """Index into ``type_map`` of every atom; ValueError naming elements outside it."""
-        types = self.type_lookup[numbers]
-        if bool((types < 0).any()):
-            unknown = sorted({chemical_symbols[int(z)] for z in numbers[types < 0].tolist()})
-            raise ValueError(
-                f"PaiNN: element(s) {unknown} not in the model's type_map {self.type_map}"
-            )
-        return types
+        return atom_types("PaiNN", numbers, self.type_lookup, self.type_map)
 
     def features(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Final scalar (N, F) and vector (N, 3, F) features, and the atom types (N,)."""
@@ -215,12 +211,6 @@ class PaiNN(Potential):
         """E_i = σ·y(s_i) + μ_{Z_i}, (N,), eV."""
         s, _, types = self.features(batch)
         return self.energy_scale * self.output(s).squeeze(-1) + self.energy_shift[types]
-
-    def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        """Total energy per frame, (F,), eV, in the model dtype."""
-        energies = self.atomic_energies(batch)
-        total = energies.new_zeros(batch[K.NUM_ATOMS].shape[0])
-        return total.index_add(0, batch[K.BATCH], energies)
 
     @torch.no_grad()
     def fit_statistics(
