@@ -53,6 +53,24 @@ def atom_types(owner: str, numbers: Tensor, lookup: Tensor, type_map: Sequence[s
     return types
 
 
+def energy_shift_per_type(
+    owner: str, stats: DatasetStatistics, type_map: Sequence[str]
+) -> Tensor:
+    """(T,) float64 per-type energy shift, eV, from ``stats`` (0 for a type the split lacks).
+
+    ValueError when the training split has elements outside ``type_map``.
+    """
+    known = {atomic_numbers[s] for s in type_map}
+    unknown = [chemical_symbols[z] for z in sorted(set(stats.energy_shift) - known)]
+    if unknown:
+        raise ValueError(
+            f"{owner}: training data has element(s) {unknown} not in the model's type_map "
+            f"{list(type_map)}"
+        )
+    shift = [stats.energy_shift.get(atomic_numbers[s], 0.0) for s in type_map]
+    return torch.tensor(shift, dtype=torch.float64)
+
+
 class Potential(nn.Module):
     """Base class of the backbones.
 

@@ -51,7 +51,7 @@ import functools
 from collections.abc import Iterable, Sequence
 
 import torch
-from ase.data import atomic_numbers, chemical_symbols
+from ase.data import atomic_numbers
 from matgl.graph._compute import compute_pair_vector_and_distance, compute_theta
 from matgl.layers._basis import RadialBesselFunction
 from matgl.layers._graph_convolution import _MLPNorm
@@ -66,6 +66,7 @@ from taafs_exp.models.base import (
     ActivationFactory,
     Potential,
     atom_types,
+    energy_shift_per_type,
     precision_dtype,
     type_lookup,
 )
@@ -323,12 +324,5 @@ class CHGNet(Potential):
         self, stats: DatasetStatistics, train_batches: Iterable[dict[str, Tensor]]
     ) -> None:
         """b_Z = ``stats.energy_shift[Z]`` (eV; 0 for an element of type_map the split lacks)."""
-        known = {atomic_numbers[s] for s in self.type_map}
-        unknown = sorted(set(stats.energy_shift) - known)
-        if unknown:
-            raise ValueError(
-                f"CHGNet: training data has element(s) {[chemical_symbols[z] for z in unknown]} "
-                f"not in the model's type_map {self.type_map}"
-            )
-        shift = [stats.energy_shift.get(atomic_numbers[s], 0.0) for s in self.type_map]
-        self.energy_shift.copy_(torch.tensor(shift))
+        shift = energy_shift_per_type("CHGNet", stats, self.type_map)
+        self.energy_shift.copy_(shift)

@@ -39,7 +39,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from ase.data import atomic_numbers, chemical_symbols
 from torch import Tensor, nn
 
 from taafs_exp.activations import build_activation
@@ -51,6 +50,7 @@ from taafs_exp.models.base import (
     ActivationFactory,
     Potential,
     atom_types,
+    energy_shift_per_type,
     precision_dtype,
     type_lookup,
 )
@@ -390,13 +390,7 @@ class DeepPotSeA(Potential):
         angular columns pooled; std floored at 0.01, 0.1 for a type absent from the data.
         b_c = ``stats.energy_shift[Z_c]`` (eV; 0 for an element the split lacks).
         """
-        known = {atomic_numbers[s] for s in self.type_map}
-        unknown = [chemical_symbols[z] for z in sorted(set(stats.energy_shift) - known)]
-        if unknown:
-            raise ValueError(
-                f"DeepPotSeA: training data has element(s) {unknown} "
-                f"not in the model's type_map {self.type_map}"
-            )
+        shift = energy_shift_per_type("DeepPotSeA", stats, self.type_map)
         moments = torch.zeros(self.ntypes, 2, 3, dtype=torch.float64, device=self.davg.device)
         for batch in train_batches:
             env, _, types = self.environment({k: v.to(self.davg.device) for k, v in batch.items()})
@@ -414,5 +408,4 @@ class DeepPotSeA(Potential):
         self.davg.zero_()
         self.davg[:, 0] = mean[:, 0]
         self.dstd.copy_(torch.cat([std[:, :1], std[:, 1:].expand(-1, 3)], 1))
-        shift = [stats.energy_shift.get(atomic_numbers[s], 0.0) for s in self.type_map]
-        self.bias_atom_e.copy_(torch.tensor(shift))
+        self.bias_atom_e.copy_(shift)

@@ -37,7 +37,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 import torch
-from ase.data import atomic_numbers, chemical_symbols
+from ase.data import atomic_numbers
 from torch import Tensor, nn
 
 from taafs_exp.activations import build_activation
@@ -47,6 +47,7 @@ from taafs_exp.models.base import (
     ActivationFactory,
     Potential,
     atom_types,
+    energy_shift_per_type,
     precision_dtype,
     type_lookup,
 )
@@ -220,14 +221,7 @@ class PaiNN(Potential):
         σ = ``stats.force_rms`` when ``scale_by_force_rms`` and the split has non-zero forces.
         ``train_batches`` is not needed.
         """
-        known = {atomic_numbers[s] for s in self.type_map}
-        unknown = sorted(set(stats.energy_shift) - known)
-        if unknown:
-            raise ValueError(
-                f"PaiNN: training data has element(s) {[chemical_symbols[z] for z in unknown]} "
-                f"not in the model's type_map {self.type_map}"
-            )
-        shift = [stats.energy_shift.get(atomic_numbers[s], 0.0) for s in self.type_map]
-        self.energy_shift.copy_(torch.tensor(shift, dtype=torch.float64))
+        shift = energy_shift_per_type("PaiNN", stats, self.type_map)
+        self.energy_shift.copy_(shift)
         if self.scale_by_force_rms and stats.force_rms > 0:
             self.energy_scale.fill_(stats.force_rms)
