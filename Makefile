@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-all bench-activations bench-neighbors data-xtb data-emt tables
+.PHONY: help install run test test-all bench-activations bench-neighbors data-xtb data-emt tables md
 
 help:  ## List the targets with one line each
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-20s %s\n",$$1,$$2}'
@@ -42,3 +42,8 @@ data-emt: $(STAMP)  ## Generate the EMT Cu-Ag-Au alloy set -> data/generated/emt
 
 tables: $(STAMP)  ## Rebuild every RMSE table in results/tables/ from results/runs/ (no training)
 	$(PY) scripts/make_tables.py
+
+CKPT ?= $(lastword $(sort $(wildcard outputs/train/*/checkpoints/best.ckpt)))
+md: $(STAMP)  ## MD validation (NVE/NVT water, drift, RDFs) of CKPT (default: the newest `make run`) -> results/md/
+	@test -n "$(CKPT)" || { echo "no checkpoint: run 'make run' first or pass CKPT=<path to best.ckpt>"; exit 2; }
+	$(PY) scripts/md_validate.py checkpoint=$(CKPT)
