@@ -20,6 +20,12 @@ from ase.data import chemical_symbols  # noqa: E402
 from taafs_exp.md.integrate import MDRun  # noqa: E402
 from taafs_exp.md.observables import RDF, energy_drift, ns_per_day, rdf_distance  # noqa: E402
 
+#: Said wherever an RDF comes from an NVT run that blew up.
+BLOWN_UP_RDF = (
+    "the NVT run blew up, so its RDF samples the way to the blow-up, not water at the set "
+    "temperature"
+)
+
 
 def pair_label(pair: tuple[int, int]) -> str:
     """``(8, 1)`` → ``"O-H"``."""
@@ -48,10 +54,16 @@ def run_summary(run: MDRun) -> dict[str, Any]:
 
 
 def nve_analysis(run: MDRun) -> dict[str, float] | None:
-    """Energy drift and fluctuation (meV/atom/ps, meV/atom) of the recorded NVE samples."""
-    if len(run.time_fs) < 2:
+    """Energy drift and fluctuation (meV/atom/ps, meV/atom) of the recorded NVE samples; of
+    those before the failure when the run blew up (the blow-up itself is reported apart: at
+    a collapse the integrator's error explodes and would swamp the numbers), with
+    ``samples`` the count used. None with fewer than 2 samples."""
+    time_fs = np.asarray(run.time_fs)
+    keep = time_fs < run.failed_step * run.timestep_fs if run.blew_up else time_fs >= 0
+    if keep.sum() < 2:
         return None
-    return energy_drift(np.asarray(run.time_fs) / 1000.0, run.total_energy, run.num_atoms)
+    out = energy_drift(time_fs[keep] / 1000.0, run.total_energy[keep], run.num_atoms)
+    return {**out, "samples": int(keep.sum())}
 
 
 def rdf_analysis(
@@ -187,7 +199,8 @@ def run_markdown(report: dict[str, Any]) -> str:
         f"{nve['steps_per_s']:.2f} | {nve['ns_per_day']:.3f} |",
         "",
         "Drift: slope of a linear fit to E_total/N; fluctuation: std of E_total/N about that "
-        "line.",
+        f"line; over {e.get('samples', 0)} samples every {report['log_interval']} steps"
+        + (", before the blow-up." if not nve["stable"] else "."),
         "",
         f"## NVT (Langevin, {report['nvt_settings']['temperature_K']} K, "
         f"γ = {report['nvt_settings']['friction_per_fs']} fs⁻¹)",
@@ -199,6 +212,8 @@ def run_markdown(report: dict[str, Any]) -> str:
         "DFT frames of the data.",
         "",
     ]
+    if not nvt["stable"] and nvt["rdf"] is not None:
+        lines += [f"*{BLOWN_UP_RDF}*", ""]
     rdf = nvt["rdf"]
     if rdf is None:
         lines.append("No RDF: the run stopped before any snapshot after equilibration.")
@@ -238,8 +253,9 @@ def write_summary(results_dir: Path) -> str:
         "",
         "Made by `scripts/md_validate.py` (one folder per checkpoint, `report.md` there has the "
         "details). NVE: velocity Verlet; NVT: Langevin; both from a DFT frame of the data with "
-        "Maxwell–Boltzmann velocities. RDF distance: ∫(g − g_DFT)² dr in Å, summed over O-O, "
-        "O-H and H-H. Speeds on the machine named in each report.",
+        "Maxwell–Boltzmann velocities. Drift and fluctuation of E_total/N: before the blow-up "
+        "where there was one. RDF distance: ∫(g − g_DFT)² dr in Å per pair and summed. Speeds "
+        "(NVE) on the machine named in each report.",
         "",
         "| run | activation | train steps | test F RMSE meV/Å | NVE | drift meV/atom/ps | "
         "fluct. meV/atom | NVT | T K | RDF dist. O-O | O-H | H-H | total | steps/s | ns/day |",
@@ -257,15 +273,24 @@ def write_summary(results_dir: Path) -> str:
             for k, v in (("nve", nve), ("nvt", nvt))
         }
         dist = [_fmt(rdf.get(p, {}).get("distance_A"), 4) for p in ("O-O", "O-H", "H-H")]
+        dist.append(_fmt(rdf.get("total_distance_A"), 4))
+        if rdf and not nvt["stable"]:
+            dist = [f"({d})" for d in dist]
         lines.append(
             f"| {r['name']} | {r['model']['activation']} | {tr.get('steps', 'n/a')} | "
             f"{_fmt(tr.get('rmse_f_meV_per_A'), 1)} | {verdict['nve']} | "
             f"{_energy_cells(e)} | "
             f"{verdict['nvt']} | {nvt['temperature_K_mean']:.0f} | {' | '.join(dist)} | "
-            f"{_fmt(rdf.get('total_distance_A'), 4)} | {nve['steps_per_s']:.2f} | "
+            f"{nve['steps_per_s']:.2f} | "
             f"{nve['ns_per_day']:.3f} |"
         )
-    lines += ["", "![RDFs of every run against the DFT frames](rdf_comparison.png)", ""]
+    lines += [
+        "",
+        f"RDF distances in parentheses: {BLOWN_UP_RDF}",
+        "",
+        "![RDFs of every run against the DFT frames](rdf_comparison.png)",
+        "",
+    ]
     text = "\n".join(lines)
     if reports:
         curves = {r["name"]: r["rdf_curves"] for r in reports if r["rdf_curves"]}
