@@ -47,9 +47,10 @@ def run_summary(run: MDRun) -> dict[str, Any]:
         "wall_s": round(run.wall_s, 2),
         "steps_per_s": run.steps_per_s,
         "ns_per_day": ns_per_day(run.steps_per_s, run.timestep_fs),
-        "temperature_K_mean": float(temperature.mean()),
-        "temperature_K_std": float(temperature.std()),
-        "min_distance_A": float(np.min(run.min_distance)),
+        # None when nothing was recorded (the model refused the start configuration)
+        "temperature_K_mean": float(temperature.mean()) if temperature.size else None,
+        "temperature_K_std": float(temperature.std()) if temperature.size else None,
+        "min_distance_A": float(np.min(run.min_distance)) if run.min_distance else None,
     }
 
 
@@ -100,7 +101,7 @@ def plot_energy(nve: MDRun, nvt: MDRun, path: Path) -> None:
         ("potential", np.asarray(nve.potential_energy)),
         ("kinetic", np.asarray(nve.kinetic_energy)),
     ]:
-        ax_e.plot(t, 1000.0 * (series - series[0]) / n, label=label)
+        ax_e.plot(t, 1000.0 * (series - series[:1]) / n, label=label)
     ax_e.set_ylabel("E − E(0), meV/atom (NVE)")
     ax_e.legend()
     for run in (nve, nvt):
@@ -181,8 +182,8 @@ def run_markdown(report: dict[str, Any]) -> str:
         f"{report['stability']['max_temperature_K']} K, finite energy, model accepts the "
         f"configuration; checked every {report['log_interval']} steps.",
         "",
-        f"- NVE: {_verdict(nve)}; closest pair {nve['min_distance_A']:.3f} Å",
-        f"- NVT: {_verdict(nvt)}; closest pair {nvt['min_distance_A']:.3f} Å",
+        f"- NVE: {_verdict(nve)}; closest pair {_fmt(nve['min_distance_A'], 3)} Å",
+        f"- NVT: {_verdict(nvt)}; closest pair {_fmt(nvt['min_distance_A'], 3)} Å",
         "",
         "## NVE (velocity Verlet)",
         "",
@@ -195,7 +196,7 @@ def run_markdown(report: dict[str, Any]) -> str:
     lines += [
         f"| {nve['timestep_fs']} | {nve['steps_done']} | "
         f"{_energy_cells(e)} | {_fmt(e.get('max_deviation_meV_per_atom'), 3)} | "
-        f"{nve['temperature_K_mean']:.0f} | "
+        f"{_fmt(nve['temperature_K_mean'], 0)} | "
         f"{nve['steps_per_s']:.2f} | {nve['ns_per_day']:.3f} |",
         "",
         "Drift: slope of a linear fit to E_total/N; fluctuation: std of E_total/N about that "
@@ -205,7 +206,7 @@ def run_markdown(report: dict[str, Any]) -> str:
         f"## NVT (Langevin, {report['nvt_settings']['temperature_K']} K, "
         f"γ = {report['nvt_settings']['friction_per_fs']} fs⁻¹)",
         "",
-        f"T = {nvt['temperature_K_mean']:.0f} ± {nvt['temperature_K_std']:.0f} K, "
+        f"T = {_fmt(nvt['temperature_K_mean'], 0)} ± {_fmt(nvt['temperature_K_std'], 0)} K, "
         f"{nvt['steps_per_s']:.2f} steps/s ({nvt['ns_per_day']:.3f} ns/day). "
         f"RDF from {nvt['rdf_snapshots']} snapshots after step "
         f"{report['nvt_settings']['equilibration_steps']}, against {report['reference_frames']} "
@@ -280,7 +281,7 @@ def write_summary(results_dir: Path) -> str:
             f"| {r['name']} | {r['model']['activation']} | {tr.get('steps', 'n/a')} | "
             f"{_fmt(tr.get('rmse_f_meV_per_A'), 1)} | {verdict['nve']} | "
             f"{_energy_cells(e)} | "
-            f"{verdict['nvt']} | {nvt['temperature_K_mean']:.0f} | {' | '.join(dist)} | "
+            f"{verdict['nvt']} | {_fmt(nvt['temperature_K_mean'], 0)} | {' | '.join(dist)} | "
             f"{nve['steps_per_s']:.2f} | "
             f"{nve['ns_per_day']:.3f} |"
         )

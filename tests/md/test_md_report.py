@@ -1,4 +1,4 @@
-"""Report helpers: the NVE energy analysis stops before a blow-up."""
+"""Report helpers: the NVE energy analysis stops before a blow-up; empty runs still report."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from taafs_exp.md import MDRun
-from taafs_exp.md.report import nve_analysis
+from taafs_exp.md.report import nve_analysis, plot_energy, run_summary
 
 
 def _run(blew_up: bool) -> MDRun:
@@ -33,3 +33,13 @@ def test_nve_analysis_uses_every_sample_of_a_stable_run():
     assert out["samples"] == 6
     assert out["max_deviation_meV_per_atom"] == pytest.approx(1000.0)
     assert np.isfinite(out["drift_meV_per_atom_per_ps"])
+
+
+def test_a_run_refused_at_the_start_still_reports(tmp_path):
+    """SelOverflowError on the start frame: no sample at all, yet summary and plot work."""
+    empty = MDRun("nve", 0.5, 100, 10, blew_up=True, failed_step=0, reason="model refused")
+    summary = run_summary(empty)
+    assert summary["stable"] is False and summary["temperature_K_mean"] is None
+    assert nve_analysis(empty) is None
+    plot_energy(empty, empty, tmp_path / "energy.png")
+    assert (tmp_path / "energy.png").stat().st_size > 0
