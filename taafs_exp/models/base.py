@@ -32,6 +32,18 @@ def precision_dtype(owner: str, precision: str) -> torch.dtype:
     return PRECISIONS[precision]
 
 
+def check_type_map(owner: str, type_map: Sequence[str] | None) -> list[str]:
+    """``type_map`` as a list; ValueError when it is unresolved (None) or names unknown symbols."""
+    if type_map is None:
+        raise ValueError(f"{owner}: type_map is None; resolve 'type_map: null' from the data first")
+    unknown = [s for s in type_map if s not in atomic_numbers]
+    if unknown:
+        raise ValueError(
+            f"{owner}: unknown element symbol(s) {unknown} in type_map {list(type_map)}"
+        )
+    return list(type_map)
+
+
 def type_lookup(type_map: Sequence[str]) -> Tensor:
     """(119,) int64 map from atomic number to type index, −1 for elements outside ``type_map``."""
     lookup = torch.full((len(chemical_symbols),), -1, dtype=torch.long)

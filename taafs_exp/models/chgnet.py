@@ -51,7 +51,6 @@ import functools
 from collections.abc import Iterable, Sequence
 
 import torch
-from ase.data import atomic_numbers
 from matgl.graph._compute import compute_pair_vector_and_distance, compute_theta
 from matgl.layers._basis import RadialBesselFunction
 from matgl.layers._graph_convolution import _MLPNorm
@@ -66,6 +65,7 @@ from taafs_exp.models.base import (
     ActivationFactory,
     Potential,
     atom_types,
+    check_type_map,
     energy_shift_per_type,
     precision_dtype,
     type_lookup,
@@ -201,18 +201,10 @@ class CHGNet(Potential):
         base_activation: str = "silu",
     ) -> None:
         super().__init__()
-        if type_map is None:
-            raise ValueError(
-                "CHGNet: type_map is None; resolve 'type_map: null' from the data first"
-            )
+        type_map = check_type_map("CHGNet", type_map)
         if not 0 < threebody_cutoff <= cutoff:
             raise ValueError(
                 f"CHGNet: need 0 < threebody_cutoff ≤ cutoff, got {threebody_cutoff}, {cutoff}"
-            )
-        unknown = [s for s in type_map if s not in atomic_numbers]
-        if unknown:
-            raise ValueError(
-                f"CHGNet: unknown element symbol(s) {unknown} in type_map {list(type_map)}"
             )
         self.type_map = list(type_map)
         self.cutoff = float(cutoff)

@@ -37,7 +37,6 @@ import math
 from collections.abc import Iterable, Sequence
 
 import torch
-from ase.data import atomic_numbers
 from torch import Tensor, nn
 
 from taafs_exp.activations import build_activation
@@ -47,6 +46,7 @@ from taafs_exp.models.base import (
     ActivationFactory,
     Potential,
     atom_types,
+    check_type_map,
     energy_shift_per_type,
     precision_dtype,
     type_lookup,
@@ -150,15 +150,7 @@ class PaiNN(Potential):
         base_activation: str = "silu",
     ) -> None:
         super().__init__()
-        if type_map is None:
-            raise ValueError(
-                "PaiNN: type_map is None; resolve 'type_map: null' from the data first"
-            )
-        unknown = [s for s in type_map if s not in atomic_numbers]
-        if unknown:
-            raise ValueError(
-                f"PaiNN: unknown element symbol(s) {unknown} in type_map {list(type_map)}"
-            )
+        type_map = check_type_map("PaiNN", type_map)
         dtype = precision_dtype("PaiNN", precision)
         if not cutoff > 0:
             raise ValueError(f"PaiNN: cutoff must be > 0 Å, got {cutoff}")
