@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-all bench-activations bench-neighbors data-xtb data-emt tables md
+.PHONY: help install run test test-all bench-activations bench-neighbors bench-backbones data-xtb data-emt tables figures md deepmd compare-deepmd
 
 help:  ## List the targets with one line each
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-20s %s\n",$$1,$$2}'
@@ -34,11 +34,17 @@ bench-activations: $(STAMP)  ## Time every basis vs tanh -> results/bench/activa
 bench-neighbors: $(STAMP)  ## Time our neighbour list vs ASE -> results/bench/neighbors.md
 	$(PY) scripts/bench_neighbors.py
 
+bench-backbones: $(STAMP)  ## Time a training step of every backbone, base vs each TAAFS basis -> results/bench/backbones.md
+	$(PY) scripts/bench_backbones.py
+
 data-xtb: $(STAMP)  ## Generate the GFN2-xTB organic set -> data/generated/xtb_organic.extxyz
 	$(PY) scripts/generate_data.py xtb_organic
 
 data-emt: $(STAMP)  ## Generate the EMT Cu-Ag-Au alloy set -> data/generated/emt_alloy.extxyz
 	$(PY) scripts/generate_data.py emt_alloy
+
+figures: $(STAMP)  ## Draw every figure in results/figures/ from results/runs/ (no training)
+	$(PY) scripts/make_figures.py
 
 tables: $(STAMP)  ## Rebuild every RMSE table in results/tables/ from results/runs/ (no training)
 	$(PY) scripts/make_tables.py
@@ -47,3 +53,11 @@ CKPT ?= $(lastword $(sort $(wildcard outputs/train/*/checkpoints/best.ckpt)))
 md: $(STAMP)  ## MD validation (NVE/NVT water, drift, RDFs) of CKPT (default: the newest `make run`) -> results/md/
 	@test -n "$(CKPT)" || { echo "no checkpoint: run 'make run' first or pass CKPT=<path to best.ckpt>"; exit 2; }
 	$(PY) scripts/md_validate.py checkpoint=$(CKPT)
+
+deepmd: $(STAMP)  ## Install DeePMD-kit 3.2.0 into .deepmd/ (for compare-deepmd; uses this venv's torch)
+	$(VENV)/bin/pip install --no-deps --target .deepmd deepmd-kit==3.2.0 dargs==0.5.1 wcmatch==12.0.1 \
+		bracex==3.2.3 array-api-compat==1.16.0 ml-dtypes==0.6.0 mendeleev==1.3.0 einops==0.8.2 \
+		lmdb==3.0.0 msgpack==1.2.4 mpich==5.0.2 e3nn==0.6.0 opt-einsum==3.4.0 opt-einsum-fx==0.1.4
+
+compare-deepmd: $(STAMP)  ## Train our DP and DeePMD-kit's on water, same recipe -> results/bench/dp_vs_deepmd.md
+	$(PY) scripts/compare_deepmd.py

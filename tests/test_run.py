@@ -47,7 +47,7 @@ def test_run_py_writes_valid_metrics(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["model"] == "dp" and metrics["data"] == "water"
+    assert metrics["model"] == "dp_cpu" and metrics["data"] == "water"
     assert metrics["activation"]["name"] == "chebyshev"
     assert metrics["steps"] == 5
     assert metrics["n_extra_params"] > 0 and metrics["n_params"] > metrics["n_extra_params"]

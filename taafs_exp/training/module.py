@@ -60,15 +60,18 @@ def predict(
     return out
 
 
-def _to_dtype(batch: dict[str, Tensor], dtype: torch.dtype) -> dict[str, Tensor]:
+def cast_floats(batch: dict[str, Tensor], dtype: torch.dtype) -> dict[str, Tensor]:
+    """The batch with its floating-point fields in ``dtype`` (the model's precision)."""
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch.items()}
 
 
 class PotentialModule(pl.LightningModule):
     """Trains a :class:`~taafs_exp.models.base.Potential` on energies and forces (and virials).
 
-    Loss (DeePMD-kit's ``ener`` loss): L = p_e·MSE(E/N) + p_f·MSE(F) + p_v·MSE(W/N), with each
-    prefactor moving from its start to its limit value as the learning rate decays:
+    Loss (DeePMD-kit's ``ener`` loss): L = p_e·⟨ΔE²/N⟩ + p_f·⟨ΔF²⟩ + p_v·⟨ΔW²/N⟩ over frames
+    (forces: over components), N the frame's atom count; with ``intensive_ener_virial`` the energy
+    and virial terms are divided by N² instead (⟨(ΔE/N)²⟩, size-independent). Each prefactor
+    moves from its start to its limit value as the learning rate decays:
     p = limit + (start − limit)·lr/start_lr. Energies in eV, forces in eV/Å, virials in eV.
 
     Args:
@@ -90,7 +93,10 @@ class PotentialModule(pl.LightningModule):
             decay_steps=int(lr["decay_steps"]),
             num_steps=int(training["num_steps"]),
         )
-        self.loss_prefs = {k: float(v) for k, v in training["loss"].items()}
+        loss_cfg = dict(training["loss"])
+        #: DeePMD-kit's intensive_ener_virial: false (its default) divides ΔE² by N, true by N²
+        self.energy_norm_exp = 2 if loss_cfg.pop("intensive_ener_virial", False) else 1
+        self.loss_prefs = {k: float(v) for k, v in loss_cfg.items()}
         metrics = MetricCollection(
             {
                 "rmse_e_per_atom_meV": MeanSquaredError(squared=False),
@@ -119,7 +125,7 @@ class PotentialModule(pl.LightningModule):
         return extra_parameter_count(self.model)
 
     def forward(self, batch: dict[str, Tensor], create_graph: bool = False) -> dict[str, Tensor]:
-        batch = _to_dtype(batch, self.model_dtype)
+        batch = cast_floats(batch, self.model_dtype)
         virial = self.loss_prefs.get("start_pref_v", 0.0) > 0 and bool(batch[K.HAS_VIRIAL].any())
         return predict(self.model, batch, create_graph=create_graph, virial=virial)
 
@@ -136,16 +142,17 @@ class PotentialModule(pl.LightningModule):
         """DeePMD-kit's ``ener`` loss at ``step`` (see class docstring)."""
         pref = self.prefactors(step)
         natoms = batch[K.NUM_ATOMS].to(pred[K.ENERGY].dtype)
-        loss = pref["e"] * torch.mean(((pred[K.ENERGY] - batch[K.ENERGY]) / natoms) ** 2)
+        norm = natoms**self.energy_norm_exp
+        loss = pref["e"] * torch.mean((pred[K.ENERGY] - batch[K.ENERGY]) ** 2 / norm)
         loss = loss + pref["f"] * torch.mean((pred[K.FORCES] - batch[K.FORCES]) ** 2)
         if K.VIRIAL in pred:
             mask = batch[K.HAS_VIRIAL]
-            diff = (pred[K.VIRIAL] - batch[K.VIRIAL])[mask] / natoms[mask, None, None]
-            loss = loss + pref["v"] * torch.mean(diff**2)
+            diff2 = (pred[K.VIRIAL] - batch[K.VIRIAL])[mask] ** 2 / norm[mask, None, None]
+            loss = loss + pref["v"] * torch.mean(diff2)
         return loss
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        batch = _to_dtype(batch, self.model_dtype)
+        batch = cast_floats(batch, self.model_dtype)
         pred = self(batch, create_graph=True)
         loss = self.loss(batch, pred, self.global_step)
         size = int(batch[K.NUM_ATOMS].shape[0])
@@ -165,7 +172,7 @@ class PotentialModule(pl.LightningModule):
         return times[len(times) // 2] if times else None
 
     def _evaluate(self, batch: dict[str, Tensor], metrics: MetricCollection) -> None:
-        batch = _to_dtype(batch, self.model_dtype)
+        batch = cast_floats(batch, self.model_dtype)
         with torch.enable_grad():
             pred = self(batch)
         natoms = batch[K.NUM_ATOMS].to(self.model_dtype)

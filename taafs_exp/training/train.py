@@ -38,10 +38,20 @@ def instantiate_logger(cfg: DictConfig) -> Any:
     return hydra.utils.instantiate(node)
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+def test_checkpoint(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
+    """Weights to test: ``test_ckpt=last`` the final ones (None: the module as trained), ``best``
+    the checkpoint with the lowest validation force RMSE (when a checkpoint callback kept one)."""
+    choice = cfg.get("test_ckpt", "last")
+    if choice not in ("last", "best"):
+        raise ValueError(f"test_ckpt={choice!r} is not valid; choose 'last' or 'best'")
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    return (best or None) if choice == "best" else None
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any], indent: int | None = 2) -> None:
     """Write JSON through a temporary file and a rename: never a half-written file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.write_text(json.dumps(payload, indent=indent, separators=None if indent else (",", ":")) + "\n")
     os.replace(tmp, path)
 
 
@@ -80,8 +90,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     test_metrics: dict[str, float] = {}
     if cfg.get("test", True):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=test_checkpoint(cfg, trainer))
         test_metrics = {k.removeprefix("test/"): float(v) for k, v in results[0].items()}
 
     step_time = module.median_step_time()
@@ -100,6 +109,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - start, 2),
         "fit_s": round(fit_s, 2),
         "step_time_s": None if step_time is None else round(step_time, 5),
+        "test_ckpt": cfg.get("test_ckpt", "last"),
         "test": {
             **{k: test_metrics.get(k) for k in METRIC_NAMES},
             "split": datamodule.describe_split("test"),

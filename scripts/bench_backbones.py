@@ -1,0 +1,137 @@
+"""Training-step time of every backbone with its base activation and with each TAAFS basis.
+
+Writes ``results/bench/backbones.md`` and ``.csv``. Run: ``make bench-backbones``. A step is what
+training does per batch: energy, forces −∂E/∂R with the graph kept, DeePMD-kit's loss, backward
+through the forces, one Adam step; on one water frame (192 atoms, the training batch). Each
+TAAFS step is timed right after a base-activation step of the same backbone, and the ratio is the
+median of those pairs, which cancels most of the drift of a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+import torch
+from hydra import compose, initialize_config_dir
+
+from taafs_exp.activations import FIXED_ACTIVATIONS, available_activations
+from taafs_exp.machine import cpu_name
+from taafs_exp.training.module import PotentialModule, cast_floats
+from taafs_exp.training.train import build_module
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))  # conf/paths resolves the data folder from it
+GOAL = 1.15
+
+
+def step_function(module: PotentialModule, batch: dict) -> Callable[[], None]:
+    """One training step of ``module`` on ``batch`` (see module docstring)."""
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
+    batch = cast_floats(batch, module.model_dtype)
+
+    def step() -> None:
+        optimizer.zero_grad()
+        loss = module.loss(batch, module(batch, create_graph=True), step=0)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def seconds(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def bench_model(model: str, base: str, taafs: list[str], repeats: int) -> list[dict]:
+    """Rows of ``model`` with ``base`` and with each of ``taafs`` (its curves start from base)."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        configs = {a: compose("config", overrides=[f"model={model}", f"activation={a}", "logger=none"])
+                   for a in [base, *taafs]}
+    datamodule = hydra.utils.instantiate(configs[base].data)
+    datamodule.setup()
+    modules = {}
+    for name, cfg in configs.items():
+        torch.manual_seed(0)
+        modules[name] = build_module(cfg, datamodule)
+    datamodule.set_cutoff(modules[base].model.cutoff)
+    for module in modules.values():
+        module.model.fit_statistics(datamodule.statistics(), datamodule.train_batches())
+    batch = next(iter(datamodule.train_dataloader()))
+    steps = {name: step_function(module, batch) for name, module in modules.items()}
+    rows = []
+    for name in [base, *taafs]:
+        fn, ref = steps[name], steps[base]
+        fn(), ref()  # warm-up
+        times, ratios = [], []
+        for _ in range(repeats):
+            t_ref, t = seconds(ref), seconds(fn)
+            times.append(t)
+            ratios.append(t / t_ref)
+        module = modules[name]
+        rows.append({
+            "model": model, "activation": name, "params": module.n_params(),
+            "extra_params": module.n_extra_params(), "step_ms": 1000 * statistics.median(times),
+            "ratio": statistics.median(ratios),
+        })
+        print(f"{model:8s} {name:10s} {rows[-1]['step_ms']:8.1f} ms  x{rows[-1]['ratio']:.2f}", flush=True)
+    return rows
+
+
+def report(rows: list[dict], args: argparse.Namespace) -> str:
+    lines = [
+        "# Training-step time per backbone: base activation vs TAAFS (K = 8, share=layer)",
+        "",
+        f"`make bench-backbones` (`scripts/bench_backbones.py --repeats {args.repeats} --threads "
+        f"{args.threads}`) on {cpu_name()}, {args.threads} torch thread(s), one water frame "
+        "(192 atoms) per step: energy, forces with create_graph, DeePMD-kit loss, backward, Adam. "
+        "Median over paired repeats; ratio = TAAFS step / base step timed just before it. "
+        f"Goal: ratio ≤ {GOAL}.",
+        "",
+        "| model | activation | params | extra | step (ms) | × base | ≤ 1.15 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        fixed = r["activation"] in FIXED_ACTIVATIONS
+        lines.append(
+            f"| {r['model']} | {r['activation']}{' (base)' if fixed else ''} | {r['params']} | "
+            f"{r['extra_params']} | {r['step_ms']:.1f} | {r['ratio']:.2f} | "
+            f"{'—' if fixed else ('yes' if r['ratio'] <= GOAL else 'no')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["dp_cpu", "dp", "ani2", "painn", "chgnet"])
+    taafs = [a for a in available_activations() if a not in FIXED_ACTIVATIONS]
+    parser.add_argument("--taafs", nargs="+", default=taafs, help="bases timed against each base")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "backbones.md")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for model in args.models:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            base = compose("config", overrides=[f"model={model}"]).model.base_activation
+        rows += bench_model(model, base, args.taafs, args.repeats)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report(rows, args))
+    with args.out.with_suffix(".csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
