@@ -101,7 +101,8 @@ def test_wandb_is_offline_by_default_and_never_asks_for_a_key(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), "trainer=debug", "logger=wandb", *TINY_DP,
+        [sys.executable, str(ROOT / "run.py"), "trainer.max_steps=2", "trainer.val_check_interval=2",
+         "trainer.limit_val_batches=1", "logger=wandb", *TINY_DP,
          f"hydra.run.dir={out}"],
         capture_output=True,
         text=True,
@@ -113,3 +114,6 @@ def test_wandb_is_offline_by_default_and_never_asks_for_a_key(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((out / "wandb").glob("offline-run-*")), "expected an offline W&B run folder"
     assert (out / "metrics.json").exists()
+    # the TAAFS curves (default activation: chebyshev) are logged as an image
+    images = list((out / "wandb").glob("offline-run-*/files/media/images/activations/*.png"))
+    assert images and images[0].stat().st_size > 10_000

@@ -34,8 +34,8 @@ from taafs_exp.training.callbacks import SNAPSHOT_FILE  # noqa: E402
 
 
 def _short(name: str) -> str:
-    """A layer's module path without the repeated container names, for panel titles."""
-    return name.replace(".activation", "").replace("layers.", "")
+    """A layer's module path without the trailing ``.activation``, for panel titles."""
+    return name.removesuffix(".activation")
 
 
 def plot_activation_curves(snapshot: Mapping[str, Any], title: str = "") -> Figure:
