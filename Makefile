@@ -54,10 +54,12 @@ md: $(STAMP)  ## MD validation (NVE/NVT water, drift, RDFs) of CKPT (default: th
 	@test -n "$(CKPT)" || { echo "no checkpoint: run 'make run' first or pass CKPT=<path to best.ckpt>"; exit 2; }
 	$(PY) scripts/md_validate.py checkpoint=$(CKPT)
 
-deepmd: $(STAMP)  ## Install DeePMD-kit 3.2.0 into .deepmd/ (for compare-deepmd; uses this venv's torch)
+deepmd: $(STAMP)  ## Install DeePMD-kit 3.2.0 and the dependencies this venv lacks into .deepmd/ (uses this venv's torch)
 	$(VENV)/bin/pip install --no-deps --target .deepmd deepmd-kit==3.2.0 dargs==0.5.1 wcmatch==12.0.1 \
 		bracex==3.2.3 array-api-compat==1.16.0 ml-dtypes==0.6.0 mendeleev==1.3.0 einops==0.8.2 \
-		lmdb==3.0.0 msgpack==1.2.4 mpich==5.0.2 e3nn==0.6.0 opt-einsum==3.4.0 opt-einsum-fx==0.1.4
+		lmdb==3.0.0 msgpack==1.2.4 mpich==5.0.2 e3nn==0.6.0 opt-einsum==3.4.0 opt-einsum-fx==0.1.4 \
+		typeguard==4.6.1 sqlalchemy==2.1.9 greenlet==3.5.6 pyfiglet==0.8.post1 colorama==0.4.6 \
+		pint==0.24.4 flexcache==0.3 flexparser==0.4
 
 compare-deepmd: $(STAMP)  ## Train our DP and DeePMD-kit's on water, same recipe -> results/bench/dp_vs_deepmd.md
 	$(PY) scripts/compare_deepmd.py

@@ -72,3 +72,24 @@ def test_bad_overrides_fail_with_a_clear_message(override, expected):
 
 def test_float64_default_is_not_leaked_into_torch():
     assert torch.get_default_dtype() == torch.float32
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_to_a_registry_sweep(experiment, tmp_path):
+    """Each study names itself, sweeps registry activations over seeds and lands in results/runs."""
+    cfg = compose_config([f"experiment={experiment}"], tmp_path)
+    assert cfg.experiment_name == experiment
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    model = cfg.hydra.runtime.choices.model
+    assert cfg.hydra.sweep.dir == f"{ROOT}/results/runs/{experiment}/{model}/{cfg.hydra.runtime.choices.data}"
+    params = cfg.hydra.sweeper.params
+    assert params.seed == "0,1,2"
+    activations = params.get("activation", cfg.activation.name).split(",")
+    assert set(activations) <= set(available_activations())
+    if experiment.startswith("basis_"):  # basis_<model>; the model's own activation is the base
+        assert model.split("_")[0] == experiment.removeprefix("basis_")
+        assert cfg.model.base_activation in activations
+    assert cfg.budget_name == "cpu" and cfg.trainer.max_steps > 0
