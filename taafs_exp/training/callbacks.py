@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_FILE = "activations.json"
 
 
-def rounded(values: Tensor) -> list:
+def rounded(values: Tensor) -> list | float:
     """A tensor as nested lists of floats with 6 significant digits (compact JSON)."""
     return [rounded(v) for v in values] if values.dim() else float(f"{values.item():.6g}")
 
@@ -46,13 +46,13 @@ def plot_range(act: TAAFS, points: int) -> Tensor:
 @torch.no_grad()
 def curve(act: TAAFS, x: Tensor, max_channels: int) -> list[list[float]]:
     """``a(x)`` on the grid: one list per curve (the first ``max_channels`` for share=channel)."""
-    coeff_dtype = next(act.parameters()).dtype
-    xs = x.to(coeff_dtype)
+    coeff = next(act.parameters())
+    xs = x.to(device=coeff.device, dtype=coeff.dtype)
     if act.num_channels is None:
-        return [rounded(act(xs))]
+        return [rounded(act(xs).cpu())]
     channels = min(act.num_channels, max_channels)
     y = act(xs[:, None].expand(-1, act.num_channels).contiguous())
-    return rounded(y[:, :channels].T)
+    return rounded(y[:, :channels].T.cpu())
 
 
 class ActivationSnapshot(pl.Callback):
