@@ -34,7 +34,12 @@ class Run:
     @property
     def config_label(self) -> str:
         """The row name of a table: activation, K and sharing (and placement when partial)."""
-        label = self.activation if self.is_fixed else f"{self.activation} K={self.num_basis} {self.share}"
+        if self.is_fixed:
+            label = self.activation
+        elif self.num_basis is None:  # e.g. rational: sized by its degrees, not by K
+            label = f"{self.activation} {self.share}"
+        else:
+            label = f"{self.activation} K={self.num_basis} {self.share}"
         return label if self.placement == "all" else f"{label} [{self.placement}]"
 
 

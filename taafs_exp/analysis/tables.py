@@ -150,6 +150,8 @@ def study_table(
         "all components.",
         "- Mean ± sample std over seeds; Δ vs the base activation's mean (negative = lower "
         "error); best mean per column in bold.",
+        "- step (ms): median training step of the row's runs, on the machine "
+        "and under the load each run had (this project's 2-core CPU is shared by the sweeps).",
         "- Regenerate with `make tables` (reads `results/runs/` only, no training).",
         "",
     ]
