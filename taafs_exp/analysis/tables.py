@@ -87,6 +87,8 @@ COLUMNS = (
     "seeds",
 )
 KEY_E, KEY_F = "rmse_e_per_atom_meV", "rmse_f_meV_per_A"
+#: Seeds per row below which the summary states no verdict (the project's rule for a claim).
+MIN_SEEDS = 3
 
 
 def study_table(
@@ -192,7 +194,11 @@ def summary_cells(runs: Sequence[Run]) -> list[list[str]]:
         best = min(taafs, key=lambda r: r.mean(KEY_F))
         de = delta_percent(best.mean(KEY_E), base.mean(KEY_E))
         df = delta_percent(best.mean(KEY_F), base.mean(KEY_F))
-        verdict = "helped" if df is not None and df < 0 else "did not help"
+        seeds = min(len(base.runs), len(best.runs))
+        if seeds < MIN_SEEDS:
+            verdict = f"no claim yet: {seeds} seed(s), a claim needs {MIN_SEEDS}"
+        else:
+            verdict = "TAAFS helped (forces)" if df is not None and df < 0 else "TAAFS did not help (forces)"
         cells.append(
             [
                 model,
@@ -202,8 +208,8 @@ def summary_cells(runs: Sequence[Run]) -> list[list[str]]:
                 _fmt_delta(de),
                 _fmt_delta(df),
                 str(best.first.metrics["n_extra_params"]),
-                str(min(len(base.runs), len(best.runs))),
-                f"TAAFS {verdict} (forces)",
+                str(seeds),
+                verdict,
             ]
         )
     return cells

@@ -101,3 +101,14 @@ def test_study_without_baseline_borrows_the_same_budget_baseline(registry, tmp_p
     md = (tmp_path / "tables" / "knots_dp__dp__water.md").read_text()
     assert "tanh (base, basis_dp)" in md
     assert "-28.0%" in md  # (72 - 100) / 100 on forces
+
+
+def test_summary_makes_no_claim_from_fewer_than_three_seeds(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        write_run(runs, "tanh", seed, 1.0, 50.0)
+        write_run(runs, "fourier", seed, 1.0, 40.0, num_basis=8, extra=48)
+    build_tables(collect_runs(runs), tmp_path / "tables")
+    summary = (tmp_path / "tables" / "summary.md").read_text()
+    assert "no claim yet: 2 seed(s), a claim needs 3" in summary
+    assert "helped" not in summary
