@@ -37,6 +37,7 @@ def test_run_py_writes_valid_metrics(tmp_path):
             "trainer.max_steps=5",
             "trainer.val_check_interval=5",
             "logger=csv",
+            "torch_threads=1",
             *TINY_DP,
             f"hydra.run.dir={out}",
         ],
@@ -49,7 +50,7 @@ def test_run_py_writes_valid_metrics(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"] == "dp_cpu" and metrics["data"] == "water"
     assert metrics["activation"]["name"] == "chebyshev"
-    assert metrics["steps"] == 5
+    assert metrics["steps"] == 5 and metrics["torch_threads"] == 1
     assert metrics["n_extra_params"] > 0 and metrics["n_params"] > metrics["n_extra_params"]
     assert metrics["test"]["split"].startswith("test: data_3 (")
     for name in METRIC_NAMES:

@@ -11,6 +11,7 @@ from typing import Any
 
 import hydra
 import lightning.pytorch as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from taafs_exp.data.datamodule import AtomsDataModule
@@ -70,6 +71,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print(f"finished already, skipped: {finished}", flush=True)
         return json.loads(finished.read_text())
     pl.seed_everything(cfg.seed, workers=True)
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
     output_dir.mkdir(parents=True, exist_ok=True)
 
     datamodule: AtomsDataModule = hydra.utils.instantiate(cfg.data)
@@ -110,6 +113,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "fit_s": round(fit_s, 2),
         "step_time_s": None if step_time is None else round(step_time, 5),
         "test_ckpt": cfg.get("test_ckpt", "last"),
+        "torch_threads": torch.get_num_threads(),
         "test": {
             **{k: test_metrics.get(k) for k in METRIC_NAMES},
             "split": datamodule.describe_split("test"),
