@@ -8,7 +8,6 @@ figure). ``scripts/make_figures.py`` draws the figures from these files alone.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,6 @@ from torch import Tensor, nn
 from taafs_exp.activations.core import TAAFS
 from taafs_exp.training.module import cast_floats
 from taafs_exp.training.train import write_json_atomic
-
-log = logging.getLogger(__name__)
 
 #: File name of the snapshot in a run folder.
 SNAPSHOT_FILE = "activations.json"
