@@ -68,8 +68,8 @@ def plot_activation_curves(snapshot: Mapping[str, Any], title: str = "") -> Figu
     for ax in axes.flat[len(layers):]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(title or "learned activations (grey: input histogram on the validation split)",
-                 fontsize=10)
+    key = "solid: learned; dashed: base; grey: histogram of the inputs on the validation split"
+    fig.suptitle(f"{title}\n{key}" if title else key, fontsize=10)
     fig.tight_layout()
     return fig
 
