@@ -45,12 +45,15 @@ class Row:
 
 
 def group_rows(runs: Sequence[Run]) -> list[Row]:
-    """Runs of one study grouped by configuration; fixed activations first, then by label."""
+    """Runs of one study grouped by configuration; fixed activations first, then by basis and K."""
     groups: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
         groups[run.config_label].append(run)
     rows = [Row(label, tuple(sorted(g, key=lambda r: r.seed))) for label, g in groups.items()]
-    return sorted(rows, key=lambda r: (not r.first.is_fixed, r.first.activation, r.label))
+    return sorted(
+        rows,
+        key=lambda r: (not r.first.is_fixed, r.first.activation, r.first.num_basis or 0, r.label),
+    )
 
 
 def baseline(rows: Sequence[Row]) -> Row | None:
