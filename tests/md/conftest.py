@@ -23,6 +23,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """best.ckpt of a tiny Chebyshev-TAAFS DP (r_c 3 Å), trained by ``train`` as run.py does."""
     out = tmp_path_factory.mktemp("md_tiny_dp")
     overrides = [
+        "model=dp",  # float64, as DeePMD-kit (the default dp_cpu is float32)
         *TINY_DP,
         "trainer.max_steps=5",
         "trainer.val_check_interval=5",
