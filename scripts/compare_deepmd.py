@@ -30,12 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WATER = ROOT / "data" / "water"
 
-#: Start DeePMD-kit's CLI with its custom-operator module replaced by a stub (see docstring).
-LAUNCH = (
+#: Python that replaces DeePMD-kit's custom-operator module by a stub (see docstring).
+STUB_CXX_OP = (
     "import sys, types; m = types.ModuleType('deepmd.pt.cxx_op'); m.ENABLE_CUSTOMIZED_OP = False; "
-    "sys.modules['deepmd.pt.cxx_op'] = m; from deepmd.main import main; sys.argv[0] = 'dp'; "
-    "sys.exit(main())"
+    "sys.modules['deepmd.pt.cxx_op'] = m\n"
 )
+#: Start DeePMD-kit's CLI behind the stub.
+LAUNCH = STUB_CXX_OP + "from deepmd.main import main; sys.argv[0] = 'dp'; sys.exit(main())"
 
 
 def deepmd_input(steps: int, decay_steps: int, stop_lr: float, disp_freq: int) -> dict:
@@ -104,9 +105,8 @@ def run_deepmd(args: argparse.Namespace, work: Path, env: dict[str, str]) -> dic
 
 def count_deepmd_parameters(ckpt: Path, env: dict[str, str]) -> int:
     """Trainable parameters of a DeePMD-kit checkpoint (its model's ``requires_grad`` tensors)."""
-    code = (
-        "import sys, types, torch; m = types.ModuleType('deepmd.pt.cxx_op'); "
-        "m.ENABLE_CUSTOMIZED_OP = False; sys.modules['deepmd.pt.cxx_op'] = m\n"
+    code = STUB_CXX_OP + (
+        "import torch\n"
         "from deepmd.pt.model.model import get_model\n"
         f"state = torch.load({str(ckpt)!r}, map_location='cpu', weights_only=True)['model']\n"
         "params = state['_extra_state']['model_params']\n"
