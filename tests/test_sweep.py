@@ -20,12 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def sweep(root: Path) -> subprocess.CompletedProcess:
-    """The two-point basis_dp grid (tanh, bspline; seed 0), 4 steps, registry under ``root``."""
+def sweep(root: Path, *grid: str) -> subprocess.CompletedProcess:
+    """A study's grid, 4 steps, registry under ``root``; by default the two-point basis_dp grid
+    (tanh, bspline; seed 0)."""
+    grid = grid or ("experiment=basis_dp", "activation=tanh,bspline")
     return subprocess.run(
         [
-            sys.executable, str(ROOT / "run.py"), "-m", "experiment=basis_dp", "seed=0",
-            "activation=tanh,bspline", "trainer.max_steps=4", "trainer.val_check_interval=2",
+            sys.executable, str(ROOT / "run.py"), "-m", *grid, "seed=0", "trainer.max_steps=4", "trainer.val_check_interval=2",
             "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", *TINY_DP,
             f"paths.root={root}", f"paths.data_dir={ROOT / 'data'}",
         ],
@@ -88,8 +89,30 @@ def test_snapshot_holds_the_trained_curves(registry):
     assert steps[0] == 0 and steps[-1] == 4 and steps == sorted(set(steps))
 
 
+def test_identical_run_of_another_study_is_reused(registry):
+    """sharing_dp's (bspline, layer, seed 0) is basis_dp's (bspline, seed 0): its results are
+    taken, not retrained; (bspline, channel) differs and trains."""
+    proc = sweep(registry.parents[1], "experiment=sharing_dp", "activation=bspline",
+                 "activation.share=layer,channel")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("identical to a finished run, reused") == 1
+    original = registry / "basis_dp" / "dp_cpu" / "water" / "bspline-8-layer-s0"
+    study = registry / "sharing_dp" / "dp_cpu" / "water"
+    reused = json.loads((study / "bspline-8-layer-s0" / "metrics.json").read_text())
+    expected = json.loads((original / "metrics.json").read_text())
+    assert reused.pop("reused_from") == "basis_dp/dp_cpu/water/bspline-8-layer-s0"
+    assert (reused.pop("experiment"), expected.pop("experiment")) == ("sharing_dp", "basis_dp")
+    assert reused == expected
+    assert (study / "bspline-8-layer-s0" / SNAPSHOT_FILE).read_bytes() == (
+        original / SNAPSHOT_FILE).read_bytes()
+    assert not (study / "bspline-8-layer-s0" / "checkpoints").exists()
+    trained = json.loads((study / "bspline-8-channel-s0" / "metrics.json").read_text())
+    assert "reused_from" not in trained and trained["activation"]["share"] == "channel"
+    assert (study / "bspline-8-channel-s0" / "checkpoints" / "last.ckpt").exists()
+
+
 def test_tables_and_figures_rebuild_from_the_registry(registry, tmp_path):
-    runs = collect_runs(registry)
+    runs = [run for run in collect_runs(registry) if run.experiment == "basis_dp"]
     tables = build_tables(runs, tmp_path / "tables")
     text = (tmp_path / "tables" / "basis_dp__dp_cpu__water.md").read_text()
     assert "bspline K=8 layer" in text and "tanh (base, basis_dp)" in text

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from taafs_exp.data.datamodule import AtomsDataModule
 from taafs_exp.models.base import Potential
 from taafs_exp.training.module import METRIC_NAMES, PotentialModule, as_plain_dict
+from taafs_exp.training.registry import find_identical_run, reuse_run, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +50,14 @@ def test_checkpoint(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
     return (best or None) if choice == "best" else None
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any], indent: int | None = 2) -> None:
-    """Write JSON through a temporary file and a rename: never a half-written file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=indent, separators=None if indent else (",", ":")) + "\n")
-    os.replace(tmp, path)
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one model as configured; returns the content of ``metrics.json``.
 
     A run folder that already holds ``metrics.json`` (written last, atomically) is a finished
     run: it is skipped, so a killed sweep restarts where it stopped. A folder without it is
-    trained from the start again.
+    trained from the start again. With ``reuse_identical_runs`` (the studies), a run identical
+    to a finished run of another study under ``paths.registry_dir`` takes its results instead
+    (``taafs_exp.training.registry``).
     """
     start = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
@@ -70,6 +66,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("skipping finished run %s", output_dir)
         print(f"finished already, skipped: {finished}", flush=True)
         return json.loads(finished.read_text())
+    if cfg.get("reuse_identical_runs") and not cfg.get("ckpt_path"):
+        registry = Path(cfg.paths.registry_dir)
+        twin = find_identical_run(cfg, registry, output_dir)
+        if twin is not None:
+            print(f"identical to a finished run, reused: {twin}", flush=True)
+            return reuse_run(twin, output_dir, cfg.get("experiment_name", "single"), registry)
     pl.seed_everything(cfg.seed, workers=True)
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))

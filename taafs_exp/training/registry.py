@@ -1,0 +1,88 @@
+"""The results registry's files: written atomically, and reused across studies.
+
+A study run whose training is identical to a finished run of another
+study (e.g. Chebyshev K = 8, share=layer, seed 0 is a row of basis_dp, knots_dp and sharing_dp)
+takes that run's results instead of training the same model again.
+
+Identical means: the same composed config once the keys that only name a study or place its
+output are dropped (``STUDY_KEYS``), and the same model, data and placement choices. CPU training
+is deterministic here, so such a rerun would reproduce the numbers bit for bit (checked on
+basis_dp / knots_dp / sharing_dp seed 0 before this existed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+def write_json_atomic(path: Path, payload: dict[str, Any], indent: int | None = 2) -> None:
+    """Write JSON through a temporary file and a rename: never a half-written file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=indent, separators=None if indent else (",", ":")) + "\n")
+    os.replace(tmp, path)
+
+
+# config keys that name a study, place its output or only change how fast it runs
+STUDY_KEYS = frozenset(
+    {"experiment_name", "tags", "task_name", "torch_threads", "ckpt_path", "logger",
+     "reuse_identical_runs", "hydra"}
+)
+# the files a reused run takes from its twin (checkpoints stay with the original run)
+RESULT_FILES = ("activations.json",)
+
+
+def training_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The unresolved config without ``STUDY_KEYS`` and without output paths: what decides the
+    trained model and its test numbers."""
+    container = OmegaConf.to_container(cfg, resolve=False)
+    identity = {k: v for k, v in container.items() if k not in STUDY_KEYS}
+    paths = container.get("paths") or {}
+    identity["paths"] = {"data_dir": paths.get("data_dir")}
+    return identity
+
+
+def run_choices(cfg: DictConfig) -> dict[str, str]:
+    """The model, data and placement names this run records in metrics.json."""
+    return {
+        "model": cfg.get("model_name"),
+        "data": cfg.get("data_name"),
+        "placement": cfg.get("placement_name") or "all",
+    }
+
+
+def find_identical_run(cfg: DictConfig, registry: Path, output_dir: Path) -> Path | None:
+    """A finished, trained (not itself reused) run under ``registry`` whose training equals
+    ``cfg``'s, or None. Runs are ``<registry>/<study>/<model>/<data>/<run>/``."""
+    identity, choices = training_identity(cfg), run_choices(cfg)
+    for config_file in sorted(registry.glob("*/*/*/*/.hydra/config.yaml")):
+        run_dir = config_file.parent.parent
+        metrics_file = run_dir / "metrics.json"
+        if run_dir.resolve() == output_dir.resolve() or not metrics_file.exists():
+            continue
+        metrics = json.loads(metrics_file.read_text())
+        if metrics.get("reused_from") or any(
+            (metrics.get(k) or "all") != v for k, v in choices.items()
+        ):
+            continue
+        if training_identity(OmegaConf.load(config_file)) == identity:
+            return run_dir
+    return None
+
+
+def reuse_run(twin: Path, output_dir: Path, experiment: str, registry: Path) -> dict[str, Any]:
+    """Copy ``twin``'s results into ``output_dir`` as a run of ``experiment``; ``metrics.json``
+    names its source (``reused_from``, relative to the registry) and is written last."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name in RESULT_FILES:
+        if (twin / name).exists():
+            shutil.copyfile(twin / name, output_dir / name)
+    metrics = json.loads((twin / "metrics.json").read_text())
+    metrics["experiment"] = experiment
+    metrics["reused_from"] = str(twin.resolve().relative_to(registry.resolve()))
+    write_json_atomic(output_dir / "metrics.json", metrics)
+    return metrics
