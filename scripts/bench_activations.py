@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from taafs_exp.activations import TAAFS, BasisActivation, available_activations, build_activation
-from taafs_exp.machine import cpu_name
+from taafs_exp.machine import cpu_name, paired_timing
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("forward", "forward+backward", "force")
@@ -42,27 +41,6 @@ def _step(act: nn.Module, x: torch.Tensor, mode: str) -> Callable[[], None]:
         (g**2).sum().backward()
 
     return {"forward": forward, "forward+backward": forward_backward, "force": force}[mode]
-
-
-def _seconds(fn: Callable[[], None]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def _paired(fn: Callable[[], None], ref: Callable[[], None], repeats: int) -> tuple[float, float]:
-    """Median ms of ``fn`` and median of its per-repeat ratio to ``ref`` timed just before it.
-
-    Pairing each run with a tanh run cancels most of the drift of a shared, loaded machine.
-    """
-    fn(), ref()
-    times, ratios = [], []
-    for _ in range(repeats):
-        t_ref = _seconds(ref)
-        t = _seconds(fn)
-        times.append(t)
-        ratios.append(t / t_ref)
-    return 1e3 * statistics.median(times), statistics.median(ratios)
 
 
 def _configs() -> list[tuple[str, int | None, str, nn.Module]]:
@@ -102,7 +80,7 @@ def main() -> None:
             act = act.to(dtype)
             reps = args.naive_repeats if path == "naive" else args.repeats
             for mode in MODES:
-                ms, ratio = _paired(_step(act, x, mode), _step(tanh, x, mode), reps)
+                ms, ratio = paired_timing(_step(act, x, mode), _step(tanh, x, mode), reps)
                 rows.append(dict(activation=name, num_basis=k or "", path=path, dtype=str(dtype)[6:],
                                  mode=mode, ms=round(ms, 3), ratio_to_tanh=round(ratio, 2)))
             print(f"{str(dtype)[6:]:8s} {name:10s} K={k or '-':>2} {path:8s} "

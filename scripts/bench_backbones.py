@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from taafs_exp.activations import FIXED_ACTIVATIONS, available_activations
-from taafs_exp.machine import cpu_name
+from taafs_exp.machine import cpu_name, paired_timing
 from taafs_exp.training.module import PotentialModule, cast_floats
 from taafs_exp.training.train import build_module
 
@@ -45,12 +43,6 @@ def step_function(module: PotentialModule, batch: dict) -> Callable[[], None]:
     return step
 
 
-def seconds(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def bench_model(model: str, base: str, taafs: list[str], repeats: int) -> list[dict]:
     """Rows of ``model`` with ``base`` and with each of ``taafs`` (its curves start from base)."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -69,18 +61,11 @@ def bench_model(model: str, base: str, taafs: list[str], repeats: int) -> list[d
     steps = {name: step_function(module, batch) for name, module in modules.items()}
     rows = []
     for name in [base, *taafs]:
-        fn, ref = steps[name], steps[base]
-        fn(), ref()  # warm-up
-        times, ratios = [], []
-        for _ in range(repeats):
-            t_ref, t = seconds(ref), seconds(fn)
-            times.append(t)
-            ratios.append(t / t_ref)
+        step_ms, ratio = paired_timing(steps[name], steps[base], repeats)
         module = modules[name]
         rows.append({
             "model": model, "activation": name, "params": module.n_params(),
-            "extra_params": module.n_extra_params(), "step_ms": 1000 * statistics.median(times),
-            "ratio": statistics.median(ratios),
+            "extra_params": module.n_extra_params(), "step_ms": step_ms, "ratio": ratio,
         })
         print(f"{model:8s} {name:10s} {rows[-1]['step_ms']:8.1f} ms  x{rows[-1]['ratio']:.2f}", flush=True)
     return rows

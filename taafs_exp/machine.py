@@ -1,8 +1,11 @@
-"""What machine a benchmark ran on, for the reports in results/bench/."""
+"""Benchmark helpers for the reports in results/bench/: the machine, and paired timing."""
 
 from __future__ import annotations
 
 import platform
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -15,3 +18,20 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def paired_timing(fn: Callable[[], None], ref: Callable[[], None], repeats: int) -> tuple[float, float]:
+    """Median ms of ``fn`` and median of its per-repeat ratio to ``ref`` timed just before it,
+    after one warm-up call of each. Pairing cancels most of the drift of a shared, loaded machine.
+    """
+    fn(), ref()
+    times, ratios = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        ref()
+        middle = time.perf_counter()
+        fn()
+        end = time.perf_counter()
+        times.append(end - middle)
+        ratios.append((end - middle) / (middle - start))
+    return 1e3 * statistics.median(times), statistics.median(ratios)

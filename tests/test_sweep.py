@@ -57,9 +57,12 @@ def test_sweep_writes_one_registry_entry_per_grid_point(registry):
 
 
 def test_restart_skips_finished_runs(registry):
-    finished = sorted(registry.rglob("metrics.json"))
+    """A restart neither retrains a finished run nor overwrites its metrics or saved config."""
+    finished = sorted(registry.rglob("metrics.json")) + sorted(registry.rglob(".hydra/*.yaml"))
+    assert len(finished) == 2 + 2 * 3
     before = [p.read_bytes() for p in finished]
-    proc = sweep(registry.parents[1])
+    proc = sweep(registry.parents[1], "experiment=basis_dp", "activation=tanh,bspline",
+                 "training.loss.start_pref_e=0.5")  # a config that would differ if it were saved
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("finished already, skipped") == 2
     assert [p.read_bytes() for p in finished] == before

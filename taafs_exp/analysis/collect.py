@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from taafs_exp.activations.registry import FIXED_ACTIVATIONS
+from taafs_exp.training.registry import METRICS_FILE
 
 
 
@@ -64,4 +65,4 @@ def load_run(path: Path) -> Run:
 
 def collect_runs(root: str | Path) -> list[Run]:
     """Every finished run under ``root``, sorted by path (half-written runs have no metrics.json)."""
-    return [load_run(p) for p in sorted(Path(root).rglob("metrics.json"))]
+    return [load_run(p) for p in sorted(Path(root).rglob(METRICS_FILE))]

@@ -1,4 +1,9 @@
-"""The results registry's files: written atomically, and reused across studies.
+"""The results registry's files: written atomically, left alone once finished, reused across
+studies.
+
+A run folder is finished when it holds ``metrics.json`` (``METRICS_FILE``, written last). A
+restarted sweep skips it (``train``) and Hydra does not overwrite its saved config
+(``subdir_unless_finished``, the resolver of ``hydra.output_subdir``).
 
 A study run whose training is identical to a finished run of another
 study (e.g. Chebyshev K = 8, share=layer, seed 0 is a row of basis_dp, knots_dp and sharing_dp)
@@ -19,6 +24,21 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+METRICS_FILE = "metrics.json"
+
+
+def subdir_unless_finished(output_dir: str, subdir: str) -> str | None:
+    """``subdir`` (where Hydra saves a job's config), or None, which makes Hydra save nothing,
+    when ``output_dir`` holds a finished run: a restart must not overwrite the config that
+    trained it."""
+    return None if (Path(output_dir) / METRICS_FILE).exists() else subdir
+
+
+def register_resolvers() -> None:
+    """The resolvers the configs use (``conf/hydra/default.yaml``)."""
+    OmegaConf.register_new_resolver("subdir_unless_finished", subdir_unless_finished, replace=True)
+
 
 def write_json_atomic(path: Path, payload: dict[str, Any], indent: int | None = 2) -> None:
     """Write JSON through a temporary file and a rename: never a half-written file."""
@@ -61,7 +81,7 @@ def find_identical_run(cfg: DictConfig, registry: Path, output_dir: Path) -> Pat
     identity, choices = training_identity(cfg), run_choices(cfg)
     for config_file in sorted(registry.glob("*/*/*/*/.hydra/config.yaml")):
         run_dir = config_file.parent.parent
-        metrics_file = run_dir / "metrics.json"
+        metrics_file = run_dir / METRICS_FILE
         if run_dir.resolve() == output_dir.resolve() or not metrics_file.exists():
             continue
         metrics = json.loads(metrics_file.read_text())
@@ -81,8 +101,8 @@ def reuse_run(twin: Path, output_dir: Path, experiment: str, registry: Path) -> 
     for name in RESULT_FILES:
         if (twin / name).exists():
             shutil.copyfile(twin / name, output_dir / name)
-    metrics = json.loads((twin / "metrics.json").read_text())
+    metrics = json.loads((twin / METRICS_FILE).read_text())
     metrics["experiment"] = experiment
     metrics["reused_from"] = str(twin.resolve().relative_to(registry.resolve()))
-    write_json_atomic(output_dir / "metrics.json", metrics)
+    write_json_atomic(output_dir / METRICS_FILE, metrics)
     return metrics

@@ -17,7 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 from taafs_exp.data.datamodule import AtomsDataModule
 from taafs_exp.models.base import Potential
 from taafs_exp.training.module import METRIC_NAMES, PotentialModule, as_plain_dict
-from taafs_exp.training.registry import find_identical_run, reuse_run, write_json_atomic
+from taafs_exp.training.registry import (
+    METRICS_FILE,
+    find_identical_run,
+    reuse_run,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     start = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
-    finished = output_dir / "metrics.json"
+    finished = output_dir / METRICS_FILE
     if finished.exists() and not cfg.get("ckpt_path"):
         log.info("skipping finished run %s", output_dir)
         print(f"finished already, skipped: {finished}", flush=True)
@@ -125,7 +130,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             for s, e, f in module.val_curve
         ],
     }
-    write_json_atomic(output_dir / "metrics.json", metrics)
+    write_json_atomic(output_dir / METRICS_FILE, metrics)
     print(summary_table(metrics), flush=True)
     return metrics
 
