@@ -89,7 +89,7 @@ def test_every_experiment_composes_to_a_registry_sweep(experiment, tmp_path):
     assert params.seed == "0,1,2"
     activations = params.get("activation", cfg.activation.name).split(",")
     assert set(activations) <= set(available_activations())
-    if experiment.startswith("basis_"):  # basis_<model>; the model's own activation is the base
-        assert model.split("_")[0] == experiment.removeprefix("basis_")
+    assert model.split("_")[0] == experiment.rsplit("_", 1)[1]  # <study>_<model>
+    if experiment.startswith("basis_"):  # the model's own activation is the base
         assert cfg.model.base_activation in activations
     assert cfg.budget_name == "cpu" and cfg.trainer.max_steps > 0
