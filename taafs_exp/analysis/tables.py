@@ -103,9 +103,9 @@ def study_table(
     another study of the same model, data, budget and step count (shown as an extra row).
     """
     rows = group_rows(runs)
+    first = rows[0].first  # of this study (a borrowed base row may be inserted before it)
     base = baseline(rows)
     if base is None:
-        first = rows[0].first
         same_budget = [
             r
             for r in all_runs
@@ -143,7 +143,8 @@ def study_table(
                 str(len(row.runs)),
             ]
         )
-    first = rows[0].first
+    reused = sorted({r.metrics["reused_from"].split("/")[0] for r in runs if r.metrics.get("reused_from")})
+    n_reused = sum(1 for r in runs if r.metrics.get("reused_from"))
     header = [
         f"# {first.experiment}: {first.model} on {first.data}",
         "",
@@ -155,8 +156,14 @@ def study_table(
         "all components.",
         "- Mean ± sample std over seeds; Δ vs the base activation's mean (negative = lower "
         "error); best mean per column in bold.",
-        "- step (ms): median training step of the row's runs, on the machine "
-        "and under the load each run had (this project's 2-core CPU is shared by the sweeps).",
+        "- step (ms): each run's median training step, averaged over the row's runs, on the "
+        "machine and under the load each run had (this project's 2-core CPU is shared by the "
+        "sweeps).",
+        *(
+            [f"- {n_reused} run(s) trained exactly as a run of {', '.join(reused)} and reuse its "
+             "results (`reused_from` in metrics.json; CPU training here is deterministic)."]
+            if n_reused else []
+        ),
         "- Regenerate with `make tables` (reads `results/runs/` only, no training).",
         "",
     ]

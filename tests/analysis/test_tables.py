@@ -96,11 +96,17 @@ def test_study_without_baseline_borrows_the_same_budget_baseline(registry, tmp_p
         folder = write_run(registry, "bspline", seed, 0.9, f, num_basis=16, extra=128)
         metrics = json.loads((folder / "metrics.json").read_text())
         metrics["experiment"] = "knots_dp"
+        if seed == 0:  # as if identical to a basis_dp run (train() copies such a run)
+            metrics["reused_from"] = "basis_dp/dp/water/bspline-16-s0"
         (folder / "metrics.json").write_text(json.dumps(metrics))
     build_tables(collect_runs(registry), tmp_path / "tables")
     md = (tmp_path / "tables" / "knots_dp__dp__water.md").read_text()
+    assert md.startswith("# knots_dp: dp on water")  # the study's, not the borrowed row's
     assert "tanh (base, basis_dp)" in md
     assert "-28.0%" in md  # (72 - 100) / 100 on forces
+    assert "1 run(s) trained exactly as a run of basis_dp and reuse its results" in md
+    basis = (tmp_path / "tables" / "basis_dp__dp__water.md").read_text()
+    assert "reuse" not in basis
 
 
 def test_summary_makes_no_claim_from_fewer_than_three_seeds(tmp_path):
