@@ -11,8 +11,9 @@ takes that run's results instead of training the same model again.
 
 Identical means: the same composed config once the keys that only name a study or place its
 output are dropped (``STUDY_KEYS``), and the same model, data and placement choices. CPU training
-is deterministic here, so such a rerun would reproduce the numbers bit for bit (checked on
-basis_dp / knots_dp / sharing_dp seed 0 before this existed).
+is deterministic here, so such a rerun would reproduce the numbers bit for bit at the same
+thread count (checked on basis_dp / knots_dp / sharing_dp seed 0 before this existed; the thread
+count, ``torch_threads``, changes only the order of float sums and is recorded in metrics.json).
 """
 
 from __future__ import annotations
