@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from taafs_exp.analysis.collect import Run  # noqa: E402
-from taafs_exp.analysis.tables import KEY_F, Row, group_rows  # noqa: E402
+from taafs_exp.analysis.tables import KEY_F, Row, study_rows  # noqa: E402
 from taafs_exp.training.callbacks import SNAPSHOT_FILE  # noqa: E402
 
 
@@ -86,9 +86,10 @@ def plot_convergence(rows: Sequence[Row], title: str = "") -> Figure:
             continue
         steps = np.asarray([p["step"] for p in curves[0][:length]])
         colour = "k" if row.first.is_fixed else f"C{i}"
+        name = f"{row.label} (base, {row.first.experiment})" if row.first.is_fixed else row.label
         for ax, key, _ in quantities:
             values = np.asarray([[p[key] for p in c[:length]] for c in curves])
-            ax.plot(steps, values.mean(0), color=colour, lw=1.4, label=f"{row.label} (n={len(curves)})")
+            ax.plot(steps, values.mean(0), color=colour, lw=1.4, label=f"{name}, n={len(curves)}")
             ax.fill_between(steps, values.min(0), values.max(0), alpha=0.15, color=colour)
     for ax, _, label in quantities:
         ax.set_yscale("log")
@@ -177,7 +178,7 @@ def build_figures(runs: Sequence[Run], out_dir: Path) -> list[Path]:
     written = []
     for (experiment, model, data), study_runs in sorted(studies.items()):
         stem = f"{experiment}__{model}__{data}"
-        rows = group_rows(study_runs)
+        rows, _ = study_rows(study_runs, runs)  # knots_*/sharing_* borrow their base row
         budget = f"{rows[0].first.budget} budget, {rows[0].first.metrics['steps']} steps"
         fig = plot_convergence(rows, f"{experiment}: {model} on {data} ({budget}); band: min–max over seeds")
         written.append(_save(fig, out_dir / f"{stem}__convergence.png"))

@@ -94,18 +94,17 @@ KEY_E, KEY_F = "rmse_e_per_atom_meV", "rmse_f_meV_per_A"
 MIN_SEEDS = 3
 
 
-def study_table(
-    runs: Sequence[Run], all_runs: Sequence[Run] = ()
-) -> tuple[list[str], list[list[str]]]:
-    """Header lines and table cells (markdown-ready) of one study × model × data.
+def study_rows(runs: Sequence[Run], all_runs: Sequence[Run] = ()) -> tuple[list[Row], Row | None]:
+    """The rows of one study × model × data and its base row (None when there is none).
 
     A study without a fixed-activation row (e.g. knots_dp) is compared with the fixed rows of
-    another study of the same model, data, budget and step count (shown as an extra row).
+    another study of the same model, data, budget and step count: that base row is borrowed
+    and put first.
     """
     rows = group_rows(runs)
-    first = rows[0].first  # of this study (a borrowed base row may be inserted before it)
     base = baseline(rows)
     if base is None:
+        first = rows[0].first
         same_budget = [
             r
             for r in all_runs
@@ -116,6 +115,16 @@ def study_table(
         base = baseline(group_rows(same_budget)) if same_budget else None
         if base is not None:
             rows.insert(0, base)
+    return rows, base
+
+
+def study_table(
+    runs: Sequence[Run], all_runs: Sequence[Run] = ()
+) -> tuple[list[str], list[list[str]]]:
+    """Header lines and table cells (markdown-ready) of one study × model × data, its base row
+    borrowed from another study when it has none (``study_rows``)."""
+    first = runs[0]  # the header is the study's (every run of it shares these fields)
+    rows, base = study_rows(runs, all_runs)
     base_e = base.mean(KEY_E) if base else None
     base_f = base.mean(KEY_F) if base else None
     best_e = min(r.mean(KEY_E) for r in rows)
