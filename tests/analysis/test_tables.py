@@ -6,7 +6,7 @@ import statistics
 import pytest
 
 from taafs_exp.analysis.collect import collect_runs
-from taafs_exp.analysis.tables import build_tables
+from taafs_exp.analysis.tables import build_tables, study_rows
 
 
 def write_run(root, activation, seed, rmse_e, rmse_f, num_basis=None, extra=0):
@@ -99,7 +99,11 @@ def test_study_without_baseline_borrows_the_same_budget_baseline(registry, tmp_p
         if seed == 0:  # as if identical to a basis_dp run (train() copies such a run)
             metrics["reused_from"] = "basis_dp/dp/water/bspline-16-s0"
         (folder / "metrics.json").write_text(json.dumps(metrics))
-    build_tables(collect_runs(registry), tmp_path / "tables")
+    runs = collect_runs(registry)
+    rows, base = study_rows([r for r in runs if r.experiment == "knots_dp"], runs)
+    assert rows[0] is base and (base.label, base.first.experiment) == ("tanh", "basis_dp")
+    assert [row.label for row in rows[1:]] == ["bspline K=16 layer"]
+    build_tables(runs, tmp_path / "tables")
     md = (tmp_path / "tables" / "knots_dp__dp__water.md").read_text()
     assert md.startswith("# knots_dp: dp on water")  # the study's, not the borrowed row's
     assert "tanh (base, basis_dp)" in md
