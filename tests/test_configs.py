@@ -92,4 +92,4 @@ def test_every_experiment_composes_to_a_registry_sweep(experiment, tmp_path):
     assert model.split("_")[0] == experiment.rsplit("_", 1)[1]  # <study>_<model>
     if experiment.startswith("basis_"):  # the model's own activation is the base
         assert cfg.model.base_activation in activations
-    assert cfg.budget_name == "cpu" and cfg.trainer.max_steps > 0
+    assert cfg.budget_name.startswith("cpu") and cfg.trainer.max_steps > 0
