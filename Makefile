@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-all bench-activations bench-neighbors bench-backbones data-xtb data-emt tables figures md deepmd compare-deepmd
+.PHONY: help install run test test-all study bench-activations bench-neighbors bench-backbones data-xtb data-emt tables figures md deepmd compare-deepmd
 
 help:  ## List the targets with one line each
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-20s %s\n",$$1,$$2}'
@@ -42,6 +42,10 @@ data-xtb: $(STAMP)  ## Generate the GFN2-xTB organic set -> data/generated/xtb_o
 
 data-emt: $(STAMP)  ## Generate the EMT Cu-Ag-Au alloy set -> data/generated/emt_alloy.extxyz
 	$(PY) scripts/generate_data.py emt_alloy
+
+STUDY ?= basis_dp
+study: $(STAMP)  ## Run or resume one study's sweep (STUDY=basis_dp; conf/experiment/) into results/runs/
+	$(PY) run.py -m experiment=$(STUDY) trainer.enable_progress_bar=false
 
 figures: $(STAMP)  ## Draw every figure in results/figures/ from results/runs/ (no training)
 	$(PY) scripts/make_figures.py
