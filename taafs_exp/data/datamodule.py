@@ -89,6 +89,13 @@ def split_indices(
                     f"data; available systems: {available}"
                 )
             parts[stage] = [i for i, s in enumerate(systems) if s in names]
+        held_out = {str(n) for stage in ("val", "test") for n in split[stage]}
+        shared = sorted(held_out & {str(n) for n in split["train"]})
+        if shared:
+            raise DataError(
+                f"{source}: data.split.train shares systems {shared} with val/test; expected "
+                "held-out splits without training frames (val and test may coincide)"
+            )
     for stage, indices in parts.items():
         if not indices:
             raise DataError(

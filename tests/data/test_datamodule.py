@@ -47,6 +47,9 @@ def test_named_split_and_its_errors():
         split_indices(systems, {"train": ["data_0"], "val": ["data_1"], "test": []}, 0, "water")
     with pytest.raises(DataError, match="sum to 1"):
         split_indices(systems, {"fractions": [0.5, 0.1, 0.1]}, 0, "water")
+    with pytest.raises(DataError, match=r"water: data.split.train shares systems \['data_1'\]"):
+        split_indices(systems, {"train": ["data_0", "data_1"], "val": ["data_1"],
+                                "test": ["data_1"]}, 0, "water")
 
 
 def test_energy_shift_recovers_per_element_energies():
