@@ -57,14 +57,20 @@ def test_sweep_writes_one_registry_entry_per_grid_point(registry):
 
 
 def test_restart_skips_finished_runs(registry):
-    """A restart neither retrains a finished run nor overwrites its metrics or saved config."""
+    """A restart neither retrains a finished run nor overwrites its metrics or saved config; a
+    restart whose config would train another model is refused, naming the differing key."""
     finished = sorted(registry.rglob("metrics.json")) + sorted(registry.rglob(".hydra/*.yaml"))
     assert len(finished) == 2 + 2 * 3
     before = [p.read_bytes() for p in finished]
-    proc = sweep(registry.parents[1], "experiment=basis_dp", "activation=tanh,bspline",
-                 "training.loss.start_pref_e=0.5")  # a config that would differ if it were saved
+    proc = sweep(registry.parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("finished already, skipped") == 2
+    assert [p.read_bytes() for p in finished] == before
+    proc = sweep(registry.parents[1], "experiment=basis_dp", "activation=tanh",
+                 "training.loss.start_pref_e=0.5")
+    assert proc.returncode != 0
+    assert "tanh-na-fixed-s0: holds a finished run trained with another config" in proc.stderr
+    assert "training.loss.start_pref_e differ" in proc.stderr
     assert [p.read_bytes() for p in finished] == before
 
 

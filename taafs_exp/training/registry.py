@@ -64,7 +64,39 @@ def training_identity(cfg: DictConfig) -> dict[str, Any]:
     identity = {k: v for k, v in container.items() if k not in STUDY_KEYS}
     paths = container.get("paths") or {}
     identity["paths"] = {"data_dir": paths.get("data_dir")}
+    if isinstance(identity.get("trainer"), dict):  # what the console shows, not what trains
+        identity["trainer"] = {
+            k: v for k, v in identity["trainer"].items() if k != "enable_progress_bar"
+        }
     return identity
+
+
+def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys at which two nested config containers differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [
+            key
+            for k in sorted(set(a) | set(b), key=str)
+            for key in differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        ]
+    return [] if a == b else [prefix.rstrip(".") or "<root>"]
+
+
+def check_same_training(cfg: DictConfig, output_dir: Path) -> None:
+    """ValueError when the finished run in ``output_dir`` was trained with another config than
+    ``cfg`` (its folder name holds only activation, K, sharing and seed, so e.g. a restart with
+    another budget would otherwise silently return the old numbers)."""
+    saved = output_dir / ".hydra" / "config.yaml"
+    if not saved.exists():
+        return
+    differ = differing_keys(training_identity(cfg), training_identity(OmegaConf.load(saved)))
+    if differ:
+        shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
+        raise ValueError(
+            f"{output_dir}: holds a finished run trained with another config ({shown} differ, "
+            f"see {saved}); expected the same config to skip it. Give this run another folder "
+            "(e.g. experiment_name=<new study>) or move the old run away"
+        )
 
 
 def run_choices(cfg: DictConfig) -> dict[str, str]:

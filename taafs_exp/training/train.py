@@ -19,6 +19,7 @@ from taafs_exp.models.base import Potential
 from taafs_exp.training.module import METRIC_NAMES, PotentialModule, as_plain_dict
 from taafs_exp.training.registry import (
     METRICS_FILE,
+    check_same_training,
     find_identical_run,
     reuse_run,
     write_json_atomic,
@@ -59,15 +60,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one model as configured; returns the content of ``metrics.json``.
 
     A run folder that already holds ``metrics.json`` (written last, atomically) is a finished
-    run: it is skipped, so a killed sweep restarts where it stopped. A folder without it is
-    trained from the start again. With ``reuse_identical_runs`` (the studies), a run identical
-    to a finished run of another study under ``paths.registry_dir`` takes its results instead
-    (``taafs_exp.training.registry``).
+    run: it is skipped, so a killed sweep restarts where it stopped (a ValueError if its saved
+    config trains another model). A folder without it is trained from the start again. With
+    ``reuse_identical_runs`` (the studies), a run identical to a finished run of another study
+    under ``paths.registry_dir`` takes its results instead (``taafs_exp.training.registry``).
     """
     start = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     finished = output_dir / METRICS_FILE
     if finished.exists() and not cfg.get("ckpt_path"):
+        check_same_training(cfg, output_dir)
         log.info("skipping finished run %s", output_dir)
         print(f"finished already, skipped: {finished}", flush=True)
         return json.loads(finished.read_text())
