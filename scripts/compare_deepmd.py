@@ -8,8 +8,9 @@ embedding [25, 50, 100], axis 16, fitting [240, 240, 240] with resnet_dt, tanh, 
 systems data_0..2, batch size 1, Adam, exponential LR decay start_lr → stop_lr every
 decay_steps, DeePMD-kit's energy/force prefactor schedule, the same number of steps and the
 same threads. Both are tested with their final weights on all 80 frames of data_3: DeePMD-kit by
-``dp --pt test`` (its own RMSE), ours by ``run.py`` (``test_ckpt=last``). A second call with the
-same ``--work`` folder and steps reuses both trainings and only tests and reports again.
+``dp --pt test`` (its own RMSE), ours by ``run.py`` (``test_ckpt=last``). Each recipe (steps, decay,
+stop lr, display frequency, seed) trains in its own folder under ``--work``; a second call with
+the same recipe reuses both trainings and only tests and reports again.
 
 DeePMD-kit runs from ``--deepmd-path`` (a ``pip install --target`` folder, put first on
 PYTHONPATH) on this project's torch, with its compiled custom operators disabled: they are built
@@ -83,7 +84,7 @@ def run_deepmd(args: argparse.Namespace, work: Path, env: dict[str, str]) -> dic
     env = {**env, "PYTHONPATH": str(args.deepmd_path.resolve())}
     dp = [sys.executable, "-c", LAUNCH]
     ckpt = work / f"model.ckpt-{args.steps}.pt"
-    if ckpt.exists():  # trained already (same folder, same steps): test it again
+    if ckpt.exists():  # trained already (the folder is the recipe's): test it again
         log = (work / "train.log").read_text()
     else:
         log = run_logged(dp + ["--pt", "train", "input.json"], work, env, work / "train.log")
@@ -201,9 +202,12 @@ def main() -> None:
     threads = str(args.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
            "DP_INTRA_OP_PARALLELISM_THREADS": threads, "DP_INTER_OP_PARALLELISM_THREADS": "1"}
-    ref = run_deepmd(args, args.work / "deepmd", env)
+    # one folder per training recipe: a rerun with the same recipe tests the trained models again
+    work = args.work / (f"steps{args.steps}-decay{args.decay_steps}-stoplr{args.stop_lr:g}-"
+                        f"disp{args.disp_freq}-seed{args.seed}")
+    ref = run_deepmd(args, work / "deepmd", env)
     print("deepmd-kit:", ref, flush=True)
-    ours = run_ours(args, args.work / "ours", env)
+    ours = run_ours(args, work / "ours", env)
     print("ours:", ours, flush=True)
     text = report(args, ours, ref)
     args.out.parent.mkdir(parents=True, exist_ok=True)
