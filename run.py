@@ -17,10 +17,10 @@ import taafs_exp  # noqa: E402, F401  (registers the resolvers the configs use)
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from taafs_exp.training.train import train
+    from taafs_exp.training.train import optimized_value, train
 
     metrics = train(cfg)
-    return metrics["test"].get(cfg.optimized_metric.split("/", 1)[-1])
+    return optimized_value(metrics, cfg.optimized_metric)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 
 from helpers import compose_config
 from taafs_exp.training.module import METRIC_NAMES
-from taafs_exp.training.train import train
+from taafs_exp.training.train import optimized_value, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +56,10 @@ def test_run_py_writes_valid_metrics(tmp_path):
     for name in METRIC_NAMES:
         assert metrics["test"][name] > 0
     assert [row["step"] for row in metrics["val_curve"]] == [5]
+    # a sweeper tunes on validation; the test value only when asked for by name
+    val_f = metrics["val_curve"][-1]["rmse_f_meV_per_A"]
+    assert optimized_value(metrics, "val/rmse_f_meV_per_A") == val_f
+    assert optimized_value(metrics, "test/rmse_f_meV_per_A") == metrics["test"]["rmse_f_meV_per_A"]
     assert (out / "checkpoints" / "last.ckpt").exists()
     assert "force  RMSE" in proc.stdout
 

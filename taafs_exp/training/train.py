@@ -137,6 +137,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def optimized_value(metrics: dict[str, Any], name: str) -> float | None:
+    """What run.py returns to a sweeper: for ``val/<key>`` the last validation's value, for
+    ``test/<key>`` the test split's (tuning on val keeps the test split held out)."""
+    stage, key = name.split("/", 1)
+    if stage == "test":
+        return metrics["test"].get(key)
+    curve = metrics.get("val_curve") or []
+    return curve[-1].get(key) if curve else None
+
+
 def summary_table(metrics: dict[str, Any]) -> str:
     """A few lines for the terminal: the test RMSEs and the parameter counts."""
     t = metrics["test"]
