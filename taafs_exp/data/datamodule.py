@@ -231,6 +231,24 @@ class AtomsDataModule(pl.LightningDataModule):
         self.setup()
         return sorted({int(z) for f in self.frames["train"] for z in f.numbers.tolist()})
 
+    def check_elements(self, type_map: Sequence[str], owner: str) -> None:
+        """DataError naming the first frame (``file:index``) of any split that holds an element
+        outside ``type_map``: found before training, not at the first validation."""
+        from ase.data import atomic_numbers, chemical_symbols
+
+        self.setup()
+        allowed = {atomic_numbers[s] for s in type_map}
+        for stage in STAGES:
+            for frame in self.frames[stage]:
+                unknown = sorted({int(z) for z in frame.numbers.unique().tolist()} - allowed)
+                if unknown:
+                    raise DataError(
+                        f"{frame.source or self.path}: {stage} frame with element(s) "
+                        f"{[chemical_symbols[z] for z in unknown]} not in {owner}'s type_map "
+                        f"{list(type_map)}; expected only those elements (type_map: null takes "
+                        "the training split's elements)"
+                    )
+
     def _require_cutoff(self) -> None:
         if self.cutoff is None:
             raise RuntimeError("AtomsDataModule.set_cutoff(model.cutoff) must be called first")

@@ -87,6 +87,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule: AtomsDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.setup()
     module = build_module(cfg, datamodule)
+    if module.hparams["model"].get("type_map") is not None:
+        datamodule.check_elements(module.hparams["model"]["type_map"], type(module.model).__name__)
     datamodule.set_cutoff(module.model.cutoff)
     if not cfg.get("ckpt_path"):
         module.model.fit_statistics(datamodule.statistics(), datamodule.train_batches())

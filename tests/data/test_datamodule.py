@@ -98,3 +98,21 @@ def test_water_datamodule_uses_deepmd_split_and_train_statistics():
     batch = next(iter(dm.train_dataloader()))
     assert batch[K.POSITIONS].shape == (192, 3)
     assert batch[K.EDGE_INDEX].shape[1] > 192 * 50  # liquid water: ~80-90 neighbours in 6 Å
+
+
+def test_element_outside_the_type_map_is_named_with_its_frame(tmp_path):
+    """An element only the test split holds is caught before training, with file and frame."""
+    from taafs_exp.data import write_deepmd
+
+    water = [molecule([8, 1, 1], -10.0, seed=s) for s in range(4)]
+    water_dimer = [molecule([8, 1, 1, 8, 1, 1], -20.0, seed=s) for s in range(2)]
+    methane = [molecule([6, 1, 1, 1, 1], -15.0, seed=s) for s in range(2)]
+    write_deepmd(water + water_dimer + methane, tmp_path / "mols")
+    dm = AtomsDataModule(
+        path=tmp_path / "mols", format="deepmd",
+        split={"train": ["system_000"], "val": ["system_001"], "test": ["system_002"]},
+    )
+    dm.check_elements(["H", "C", "O"], "DeepPotSeA")  # every element covered: no error
+    with pytest.raises(DataError, match=r"system_002.*:0: test frame with element\(s\) \['C'\] "
+                                        r"not in DeepPotSeA's type_map \['O', 'H'\]"):
+        dm.check_elements(["O", "H"], "DeepPotSeA")
