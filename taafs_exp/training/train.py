@@ -48,12 +48,26 @@ def instantiate_logger(cfg: DictConfig) -> Any:
 
 def test_checkpoint(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
     """Weights to test: ``test_ckpt=last`` the final ones (None: the module as trained), ``best``
-    the checkpoint with the lowest validation force RMSE (when a checkpoint callback kept one)."""
+    the checkpoint with the lowest validation force RMSE (``check_test_ckpt`` made sure a
+    checkpoint callback keeps one)."""
+    if cfg.get("test_ckpt", "last") == "last":
+        return None
+    best = trainer.checkpoint_callback.best_model_path
+    if not best:
+        raise ValueError("test_ckpt=best: no best checkpoint was saved (no validation ran); "
+                         "expected at least one validation, or test_ckpt=last")
+    return best
+
+
+def check_test_ckpt(cfg: DictConfig, callbacks: list[Any]) -> None:
+    """ValueError before training when ``test_ckpt`` is not last/best, or is best with no
+    checkpoint callback to keep the best weights."""
     choice = cfg.get("test_ckpt", "last")
     if choice not in ("last", "best"):
         raise ValueError(f"test_ckpt={choice!r} is not valid; choose 'last' or 'best'")
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    return (best or None) if choice == "best" else None
+    if choice == "best" and not any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks):
+        raise ValueError("test_ckpt=best needs a checkpoint callback (callbacks=default keeps the "
+                         "best validation force RMSE); this config has none: use test_ckpt=last")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -94,6 +108,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         module.model.fit_statistics(datamodule.statistics(), datamodule.train_batches())
 
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    check_test_ckpt(cfg, callbacks)
     logger = instantiate_logger(cfg)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     if logger:  # the run's own config (a composed config may also carry the hydra node)
