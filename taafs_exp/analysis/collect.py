@@ -64,5 +64,7 @@ def load_run(path: Path) -> Run:
 
 
 def collect_runs(root: str | Path) -> list[Run]:
-    """Every finished run under ``root``, sorted by path (half-written runs have no metrics.json)."""
-    return [load_run(p) for p in sorted(Path(root).rglob(METRICS_FILE))]
+    """Every finished, tested run under ``root``, sorted by path (half-written runs have no
+    metrics.json; runs made with ``test=false`` have no test RMSE to tabulate)."""
+    runs = [load_run(p) for p in sorted(Path(root).rglob(METRICS_FILE))]
+    return [r for r in runs if r.metrics["test"].get("rmse_f_meV_per_A") is not None]

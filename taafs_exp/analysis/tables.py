@@ -92,14 +92,16 @@ COLUMNS = (
 KEY_E, KEY_F = "rmse_e_per_atom_meV", "rmse_f_meV_per_A"
 #: Seeds per row below which the summary states no verdict (the project's rule for a claim).
 MIN_SEEDS = 3
+#: Standard errors of the difference of means that a summary claim needs (either direction).
+CLAIM_STANDARD_ERRORS = 2.0
 
 
 def study_rows(runs: Sequence[Run], all_runs: Sequence[Run] = ()) -> tuple[list[Row], Row | None]:
     """The rows of one study × model × data and its base row (None when there is none).
 
     A study without a fixed-activation row (e.g. knots_dp) is compared with the fixed rows of
-    another study of the same model, data, budget and step count: that base row is borrowed
-    and put first.
+    another study of the same model, data, budget and step count (the ``basis_*`` one when
+    there are several, so no seed counts twice): that base row is borrowed and put first.
     """
     rows = group_rows(runs)
     base = baseline(rows)
@@ -112,6 +114,8 @@ def study_rows(runs: Sequence[Run], all_runs: Sequence[Run] = ()) -> tuple[list[
             and (r.model, r.data, r.budget) == (first.model, first.data, first.budget)
             and r.metrics["steps"] == first.metrics["steps"]
         ]
+        donors = sorted({r.experiment for r in same_budget}, key=lambda e: (not e.startswith("basis_"), e))
+        same_budget = [r for r in same_budget if donors and r.experiment == donors[0]]
         base = baseline(group_rows(same_budget)) if same_budget else None
         if base is not None:
             rows.insert(0, base)
@@ -214,10 +218,7 @@ def summary_cells(runs: Sequence[Run]) -> list[list[str]]:
         de = delta_percent(best.mean(KEY_E), base.mean(KEY_E))
         df = delta_percent(best.mean(KEY_F), base.mean(KEY_F))
         seeds = min(len(base.runs), len(best.runs))
-        if seeds < MIN_SEEDS:
-            verdict = f"no claim yet: {seeds} seed(s), a claim needs {MIN_SEEDS}"
-        else:
-            verdict = "TAAFS helped (forces)" if df is not None and df < 0 else "TAAFS did not help (forces)"
+        gap = standard_errors_apart(base, best, KEY_F)
         cells.append(
             [
                 model,
@@ -228,10 +229,33 @@ def summary_cells(runs: Sequence[Run]) -> list[list[str]]:
                 _fmt_delta(df),
                 str(best.first.metrics["n_extra_params"]),
                 str(seeds),
-                verdict,
+                "n/a" if math.isnan(gap) else f"{gap:+.1f}",
+                verdict(seeds, gap),
             ]
         )
     return cells
+
+
+def standard_errors_apart(base: Row, other: Row, key: str) -> float:
+    """(base mean − other mean) / √(s_b²/n_b + s_o²/n_o): Welch's t, how many standard errors
+    ``other`` lies below ``base`` (NaN with fewer than two seeds in a row)."""
+    if min(len(base.runs), len(other.runs)) < 2:
+        return math.nan
+    error = math.sqrt(base.std(key) ** 2 / len(base.runs) + other.std(key) ** 2 / len(other.runs))
+    gap = base.mean(key) - other.mean(key)
+    return math.copysign(math.inf, gap) if error == 0 else gap / error
+
+
+def verdict(seeds: int, gap: float) -> str:
+    """The summary's plain words on forces: a claim needs ``MIN_SEEDS`` seeds and a gap of at
+    least ``CLAIM_STANDARD_ERRORS`` standard errors; anything less is seed noise."""
+    if seeds < MIN_SEEDS:
+        return f"no claim yet: {seeds} seed(s), a claim needs {MIN_SEEDS}"
+    if gap >= CLAIM_STANDARD_ERRORS:
+        return "TAAFS helped (forces)"
+    if gap <= -CLAIM_STANDARD_ERRORS:
+        return "TAAFS did not help: worse (forces)"
+    return "TAAFS did not help: within seed noise (forces)"
 
 
 SUMMARY_COLUMNS = (
@@ -243,6 +267,7 @@ SUMMARY_COLUMNS = (
     "ΔF",
     "extra params",
     "seeds",
+    "ΔF / SE",
     "verdict",
 )
 
@@ -266,6 +291,12 @@ def build_tables(runs: Sequence[Run], out_dir: Path) -> list[Path]:
         "From the `basis_<model>` studies: the TAAFS row with the lowest mean test force RMSE, "
         "Δ in % of the base activation's mean (negative = lower error). See the study tables "
         "for std over seeds and budgets.",
+        "",
+        f"- ΔF / SE: the base's mean force RMSE minus the best row's, in standard errors of that "
+        f"difference (Welch); the verdict needs ≥ {MIN_SEEDS} seeds and |ΔF / SE| ≥ "
+        f"{CLAIM_STANDARD_ERRORS:g}.",
+        "- The best basis is picked on the same test split it is scored on, out of several "
+        "bases: that selection favours it, and the verdict does not correct for it.",
         "",
     ]
     stem = out_dir / "summary"

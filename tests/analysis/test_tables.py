@@ -55,7 +55,9 @@ def registry(tmp_path):
     return runs
 
 
-def test_collect_ignores_unfinished_runs(registry):
+def test_collect_ignores_unfinished_and_untested_runs(registry):
+    untested = write_run(registry, "fourier", 0, None, None, num_basis=8, extra=64)  # test=false
+    assert json.loads((untested / "metrics.json").read_text())["test"]["rmse_f_meV_per_A"] is None
     runs = collect_runs(registry)
     assert len(runs) == 6
     assert {r.activation for r in runs} == {"tanh", "chebyshev"}
@@ -87,8 +89,27 @@ def test_summary_says_where_taafs_did_not_help(tmp_path):
     build_tables(collect_runs(runs), tmp_path / "tables")
     summary = (tmp_path / "tables" / "summary.md").read_text()
     assert "fourier K=8 layer" in summary
-    assert "TAAFS did not help" in summary
+    assert "TAAFS did not help: worse (forces)" in summary
     assert "+19.6%" in summary  # (61 - 51) / 51 on forces
+    assert "| -12.2 |" in summary  # (51 - 61) / sqrt(1/3 + 1/3) standard errors
+
+
+def test_summary_calls_a_gap_inside_the_seed_spread_noise(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, f in enumerate([40.0, 50.0, 60.0]):
+        write_run(runs, "tanh", seed, 1.0, f)
+        write_run(runs, "chebyshev", seed, 1.0, f - 2.0, num_basis=8, extra=48)
+    build_tables(collect_runs(runs), tmp_path / "tables")
+    summary = (tmp_path / "tables" / "summary.md").read_text()
+    assert "-4.0%" in summary and "| +0.2 |" in summary  # 2 / sqrt(100/3 + 100/3)
+    assert "TAAFS did not help: within seed noise (forces)" in summary
+
+
+def test_summary_claims_a_gap_beyond_two_standard_errors(registry, tmp_path):
+    build_tables(collect_runs(registry), tmp_path / "tables")
+    summary = (tmp_path / "tables" / "summary.md").read_text()
+    assert "| +3.1 |" in summary  # (100 - 80) / sqrt(10²/3 + 5²/3)
+    assert "TAAFS helped (forces)" in summary
 
 
 def test_study_without_baseline_borrows_the_same_budget_baseline(registry, tmp_path):
@@ -99,9 +120,15 @@ def test_study_without_baseline_borrows_the_same_budget_baseline(registry, tmp_p
         if seed == 0:  # as if identical to a basis_dp run (train() copies such a run)
             metrics["reused_from"] = "basis_dp/dp/water/bspline-16-s0"
         (folder / "metrics.json").write_text(json.dumps(metrics))
+    for seed in range(2):  # another study's tanh rows at the same budget are not pooled in
+        folder = write_run(registry, "tanh", seed + 10, 1.0, 500.0)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics["experiment"] = "another_dp"
+        (folder / "metrics.json").write_text(json.dumps(metrics))
     runs = collect_runs(registry)
     rows, base = study_rows([r for r in runs if r.experiment == "knots_dp"], runs)
     assert rows[0] is base and (base.label, base.first.experiment) == ("tanh", "basis_dp")
+    assert len(base.runs) == 3
     assert [row.label for row in rows[1:]] == ["bspline K=16 layer"]
     build_tables(runs, tmp_path / "tables")
     md = (tmp_path / "tables" / "knots_dp__dp__water.md").read_text()
