@@ -242,9 +242,11 @@ class BasisActivation(TAAFS):
 class _CoefficientGradient(torch.autograd.Function):
     """Zero-valued term that carries ``∂y/∂c`` of the order-0 series on a branch of its own.
 
-    ``x`` is deliberately not an input: ``grad(y.sum(), x)`` (forces) then prunes this node and
-    skips the projection; when c-gradients are taken with create_graph, ``_Project`` still
-    connects them to x. The module's ``_Series`` is applied with ``coeff_grad=False``.
+    Its backward returns only the coefficient gradient, ``_Project`` of the incoming gradient;
+    ``x`` is passed so that, with create_graph, that gradient stays connected to x. The module's
+    ``_Series`` is applied with ``coeff_grad=False``, so the x-gradient comes from ``_Series``
+    alone. (A force evaluation, ``grad(y.sum(), x)``, still runs this backward: x and t are
+    inputs of the node.)
     """
 
     @staticmethod

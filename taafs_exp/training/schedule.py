@@ -12,7 +12,7 @@ class ExponentialDecay:
 
     As DeePMD-kit's ``"exp"`` schedule: r = (stop_lr / start_lr)^(decay_steps / num_steps),
     lr never below stop_lr, and a ``decay_steps`` not shorter than the run replaced by DeePMD-kit's
-    default (100, or num_steps // 100 + 1 for runs under 1000 steps).
+    default (100 when num_steps // 10 > 100, i.e. from 1010 steps on, else num_steps // 100 + 1).
     """
 
     start_lr: float
