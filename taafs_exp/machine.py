@@ -1,9 +1,10 @@
-"""Benchmark helpers for the reports in results/bench/: the machine, and paired timing."""
+"""Provenance and timing for results: the machine, the code version, and paired timing."""
 
 from __future__ import annotations
 
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,21 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def code_version(root: Path = Path(__file__).resolve().parents[1]) -> str | None:
+    """The git commit of the code at ``root``, with ``+dirty`` when the code that trains (the
+    package, conf/, run.py, pyproject.toml) has uncommitted changes; None outside a checkout."""
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                                  check=True, timeout=10).stdout.strip()
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--",
+                         "taafs_exp", "conf", "run.py", "pyproject.toml"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
 
 
 def paired_timing(fn: Callable[[], None], ref: Callable[[], None], repeats: int) -> tuple[float, float]:

@@ -1,8 +1,9 @@
 """End to end: run.py writes metrics.json; a resumed run continues exactly."""
 
 import csv
-import os
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,10 @@ def test_run_py_writes_valid_metrics(tmp_path):
     assert metrics["model"] == "dp_cpu" and metrics["data"] == "water"
     assert metrics["activation"]["name"] == "chebyshev"
     assert metrics["steps"] == 5 and metrics["torch_threads"] == 1
+    if (ROOT / ".git").exists():  # the commit that trained it (+dirty: uncommitted code)
+        assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", metrics["code_version"])
+    else:
+        assert metrics["code_version"] is None
     assert metrics["n_extra_params"] > 0 and metrics["n_params"] > metrics["n_extra_params"]
     assert metrics["test"]["split"].startswith("test: data_3 (")
     for name in METRIC_NAMES:

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from taafs_exp.data.datamodule import AtomsDataModule
+from taafs_exp.machine import code_version
 from taafs_exp.models.base import Potential
 from taafs_exp.training.module import METRIC_NAMES, PotentialModule, as_plain_dict
 from taafs_exp.training.registry import (
@@ -140,6 +141,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "step_time_s": None if step_time is None else round(step_time, 5),
         "test_ckpt": cfg.get("test_ckpt", "last"),
         "torch_threads": torch.get_num_threads(),
+        "code_version": code_version(),
         "test": {
             **{k: test_metrics.get(k) for k in METRIC_NAMES},
             "split": datamodule.describe_split("test"),
