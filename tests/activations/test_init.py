@@ -14,6 +14,9 @@ STATED = {
              "gaussian": 4e-3, "rational": 5e-5},
     "silu": {"bspline": 7e-3, "chebyshev": 2.5e-3, "legendre": 2.5e-3, "fourier": 9e-3,
              "gaussian": 2.2e-2, "rational": 5e-5},
+    # ANI's CELU(α = 0.1): its kink at 0 is ~0.1 wide, finer than any smooth K = 8 curve
+    "celu": {"bspline": 0.14, "chebyshev": 0.105, "legendre": 0.105, "fourier": 0.076,
+             "gaussian": 0.082, "rational": 0.03},
 }
 GRID = torch.linspace(-4, 4, 8001, dtype=torch.float64)
 
