@@ -25,6 +25,7 @@ class Run:
     num_basis: int | None
     share: str | None
     placement: str
+    residual: bool
     seed: int
     metrics: dict[str, Any]
 
@@ -34,13 +35,16 @@ class Run:
 
     @property
     def config_label(self) -> str:
-        """The row name of a table: activation, K and sharing (and placement when partial)."""
+        """The row name of a table: activation, K and sharing (+ residual, and placement when
+        partial)."""
         if self.is_fixed:
             label = self.activation
         elif self.num_basis is None:  # e.g. rational: sized by its degrees, not by K
             label = f"{self.activation} {self.share}"
         else:
             label = f"{self.activation} K={self.num_basis} {self.share}"
+        if self.residual:
+            label += " residual"
         return label if self.placement == "all" else f"{label} [{self.placement}]"
 
 
@@ -58,6 +62,7 @@ def load_run(path: Path) -> Run:
         num_basis=act.get("num_basis"),
         share=act.get("share"),
         placement=m.get("placement") or "all",
+        residual=bool(act.get("residual", False)),
         seed=int(m["seed"]),
         metrics=m,
     )

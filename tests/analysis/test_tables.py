@@ -9,11 +9,11 @@ from taafs_exp.analysis.collect import collect_runs
 from taafs_exp.analysis.tables import build_tables, study_rows
 
 
-def write_run(root, activation, seed, rmse_e, rmse_f, num_basis=None, extra=0):
+def write_run(root, activation, seed, rmse_e, rmse_f, num_basis=None, extra=0, residual=False):
     act = {"name": activation}
     if num_basis:
-        act.update(num_basis=num_basis, share="layer")
-    folder = root / "basis_dp" / "dp" / "water" / f"{activation}-{num_basis or 0}-s{seed}"
+        act.update(num_basis=num_basis, share="layer", residual=residual)
+    folder = root / "basis_dp" / "dp" / "water" / f"{activation}-{num_basis or 0}-{residual}-s{seed}"
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(
         json.dumps(
@@ -149,3 +149,12 @@ def test_summary_makes_no_claim_from_fewer_than_three_seeds(tmp_path):
     summary = (tmp_path / "tables" / "summary.md").read_text()
     assert "no claim yet: 2 seed(s), a claim needs 3" in summary
     assert "helped" not in summary
+
+
+def test_residual_curves_get_rows_of_their_own(registry, tmp_path):
+    for seed in range(3):
+        write_run(registry, "chebyshev", seed, 0.9, 95.0, num_basis=8, extra=64, residual=True)
+    build_tables(collect_runs(registry), tmp_path / "tables")
+    md = (tmp_path / "tables" / "basis_dp__dp__water.md").read_text()
+    assert "| chebyshev K=8 layer residual | " in md and "| chebyshev K=8 layer | " in md
+    assert "| 95.0 ± 0.0 | -5.0% |" in md
