@@ -27,6 +27,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 METRICS_FILE = "metrics.json"
+# config keys that name a study, place its output or only change how fast it runs
+STUDY_KEYS = frozenset(
+    {"experiment_name", "tags", "task_name", "torch_threads", "ckpt_path", "logger",
+     "reuse_identical_runs", "hydra"}
+)
+# the files a reused run takes from its twin (checkpoints stay with the original run)
+RESULT_FILES = ("activations.json",)
 
 
 def subdir_unless_finished(output_dir: str, subdir: str) -> str | None:
@@ -46,15 +53,6 @@ def write_json_atomic(path: Path, payload: dict[str, Any], indent: int | None = 
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=indent, separators=None if indent else (",", ":")) + "\n")
     os.replace(tmp, path)
-
-
-# config keys that name a study, place its output or only change how fast it runs
-STUDY_KEYS = frozenset(
-    {"experiment_name", "tags", "task_name", "torch_threads", "ckpt_path", "logger",
-     "reuse_identical_runs", "hydra"}
-)
-# the files a reused run takes from its twin (checkpoints stay with the original run)
-RESULT_FILES = ("activations.json",)
 
 
 def training_identity(cfg: DictConfig) -> dict[str, Any]:
