@@ -156,8 +156,8 @@ def study_table(
                 str(len(row.runs)),
             ]
         )
-    reused = sorted({r.metrics["reused_from"].split("/")[0] for r in runs if r.metrics.get("reused_from")})
-    n_reused = sum(1 for r in runs if r.metrics.get("reused_from"))
+    reused = [r.metrics["reused_from"] for r in runs if r.metrics.get("reused_from")]
+    sources = sorted({path.split("/")[0] for path in reused})
     header = [
         f"# {first.experiment}: {first.model} on {first.data}",
         "",
@@ -173,9 +173,9 @@ def study_table(
         "machine and under the load each run had (this project's 2-core CPU is shared by the "
         "sweeps).",
         *(
-            [f"- {n_reused} run(s) trained exactly as a run of {', '.join(reused)} and reuse its "
-             "results (`reused_from` in metrics.json; CPU training here is deterministic)."]
-            if n_reused else []
+            [f"- {len(reused)} run(s) trained exactly as a run of {', '.join(sources)} and reuse "
+             "its results (`reused_from` in metrics.json; CPU training here is deterministic)."]
+            if reused else []
         ),
         "- Regenerate with `make tables` (reads `results/runs/` only, no training).",
         "",
