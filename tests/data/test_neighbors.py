@@ -12,9 +12,10 @@ from ase.neighborlist import neighbor_list as ase_neighbor_list
 from scipy.spatial.transform import Rotation
 
 from taafs_exp.data import DataError, neighbor_list
+from taafs_exp.data.neighbors import _canonical_order
 
 WATER = Path(__file__).resolve().parents[2] / "data" / "water" / "data_0" / "set.000"
-METHODS = ["brute", "cells"]
+METHODS = ["vesin", "brute", "cells"]
 
 
 def triclinic_cell(rng: np.random.Generator, low: float, high: float) -> np.ndarray:
@@ -42,8 +43,8 @@ def ours(pos, cell, pbc, cutoff, method):
     )
     i, j = edges.numpy()
     vectors = pos[j] - pos[i] + shifts.numpy()
-    images = (
-        np.zeros_like(shifts.numpy()) if cell is None else shifts.numpy() @ np.linalg.inv(cell)
+    images = (  # pinv: zero rows of a partly periodic cell get image 0
+        np.zeros_like(shifts.numpy()) if cell is None else shifts.numpy() @ np.linalg.pinv(cell)
     )
     assert np.abs(images - np.rint(images)).max(initial=0) < 1e-9, "shift is not n @ cell"
     assert np.all(np.diff(i) >= 0), "edges not sorted by i"
@@ -139,13 +140,44 @@ def test_water_frame(water, method):
 
 
 def test_methods_agree_on_replicated_water(water):
-    """Binning and the O(N²) path give identical pairs on 2 × 192 atoms (r_c = 6 Å)."""
+    """vesin, binning and the O(N²) path return identical tensors, in the same order, on
+    2 × 192 atoms (r_c = 6 Å); ``auto`` is one of them."""
     pos, cell = water
     big = Atoms("O64H128", positions=pos, cell=cell, pbc=True).repeat((2, 1, 1))
-    args = (big.positions, big.cell.array, np.ones(3, bool), 6.0)
-    brute, cells = ours(*args, "brute"), ours(*args, "cells")
-    np.testing.assert_array_equal(brute[0], cells[0])
-    np.testing.assert_allclose(brute[1], cells[1], rtol=0, atol=1e-12)
+    args = (torch.tensor(big.positions), 6.0, torch.tensor(big.cell.array))
+    edges, shifts = neighbor_list(*args, method="brute")
+    assert edges.shape[1] > 384 * 50
+    for method in ("vesin", "cells", "auto"):
+        other = neighbor_list(*args, method=method)
+        torch.testing.assert_close(other, (edges, shifts), rtol=0, atol=0, msg=method)
+
+
+@pytest.mark.parametrize("method", ["vesin", "cells"])
+@pytest.mark.parametrize("seed", range(8))
+def test_random_periodicity_matches_ase(seed, method):
+    """Random atoms, cell, cutoff and periodic axes (seed 0 none, 7 all, else mixed; a zero
+    cell row on some non-periodic axes): the same (i, j, n) and distances as ASE."""
+    rng = np.random.default_rng(100 + seed)
+    pbc = np.array([bool(seed & 1), bool(seed & 2), bool(seed & 4)])
+    cell = triclinic_cell(rng, 2.0, 8.0)
+    spread = np.where(pbc, 1.0, 3.0)[:, None]  # free axes: a cloud wider than the cell
+    pos = rng.uniform(-0.5, 0.5, (int(rng.integers(2, 60)), 3)) @ (spread * cell)
+    cell[~pbc & (rng.uniform(size=3) < 0.5)] = 0.0
+    cutoff = float(rng.uniform(1.0, 5.0))
+    assert assert_same(pos, cell, pbc, cutoff, method) > 0
+
+
+def test_canonical_order_without_a_single_key():
+    """The int64-overflow fallback (stable sorts) gives the lexicographic (i, j, n) order."""
+    rng = np.random.default_rng(8)
+    i, j = (torch.tensor(rng.integers(0, 5, 200)) for _ in range(2))
+    images = torch.tensor(rng.integers(-3, 4, (200, 3)))
+    keys = torch.column_stack([i, j, images])
+    keys = torch.unique(keys, dim=0)[torch.randperm(len(torch.unique(keys, dim=0)))]
+    expected = torch.unique(keys, dim=0)  # sorted lexicographically
+    for n_atoms in (5, 2**31):  # single key, then the fallback
+        order = _canonical_order(keys[:, 0], keys[:, 1], keys[:, 2:], n_atoms)
+        torch.testing.assert_close(keys[order], expected, rtol=0, atol=0)
 
 
 def test_gradients_flow_through_positions_and_cell():
