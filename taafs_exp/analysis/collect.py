@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from taafs_exp.activations.registry import FIXED_ACTIVATIONS
+from taafs_exp.training.rebuild import read_json
 from taafs_exp.training.registry import METRICS_FILE
 
 
@@ -50,7 +50,7 @@ class Run:
 
 def load_run(path: Path) -> Run:
     """A run from its ``metrics.json`` (only a finished run has one: it is written last)."""
-    m = json.loads(path.read_text())
+    m = read_json(path)
     act = m["activation"]
     return Run(
         path=path.parent,

@@ -14,7 +14,6 @@ Curves and histograms come from a run's ``activations.json``
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -31,6 +30,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from taafs_exp.analysis.collect import Run  # noqa: E402
 from taafs_exp.analysis.tables import KEY_F, Row, study_rows  # noqa: E402
 from taafs_exp.training.callbacks import SNAPSHOT_FILE  # noqa: E402
+from taafs_exp.training.rebuild import read_json  # noqa: E402
 
 
 def _short(name: str) -> str:
@@ -147,7 +147,7 @@ def plot_evolution(snapshot: Mapping[str, Any], title: str = "") -> Figure:
 def _snapshot(run: Run) -> dict[str, Any] | None:
     """The run's ``activations.json`` (None for a fixed activation or an older run)."""
     path = run.path / SNAPSHOT_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_json(path) if path.exists() else None
 
 
 def _first_with_snapshot(row: Row) -> tuple[Run, dict[str, Any]] | None:

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from ase import Atoms
@@ -23,33 +22,12 @@ from taafs_exp.data import keys as K
 from taafs_exp.data.collate import batch_frames
 from taafs_exp.data.frame import Frame
 from taafs_exp.models.base import Potential
+from taafs_exp.training.errors import CheckpointError
 from taafs_exp.training.module import predict
+from taafs_exp.training.rebuild import ACTIVATION_FACTORY, build_potential, load_checkpoint
 
-#: A checkpoint's ``_target_`` entries may only name callables of this package: instantiating
-#: the stored config must not be a way to run arbitrary code (``os.system`` and the like).
-TRUSTED_TARGET_PREFIX = "taafs_exp."
 #: Prefix of the backbone's weights in a PotentialModule state dict.
 MODEL_PREFIX = "model."
-
-
-class CheckpointError(ValueError):
-    """A file that cannot be turned into a taafs-exp potential (says which file and why)."""
-
-
-def _check_targets(node: Any, path: str) -> None:
-    """Raise CheckpointError if any ``_target_`` below ``node`` lies outside the package."""
-    if isinstance(node, dict):
-        target = node.get("_target_")
-        if target is not None and not str(target).startswith(TRUSTED_TARGET_PREFIX):
-            raise CheckpointError(
-                f"{path}: config names _target_ {target!r}; only {TRUSTED_TARGET_PREFIX}* "
-                "callables are instantiated from a checkpoint"
-            )
-        for value in node.values():
-            _check_targets(value, path)
-    elif isinstance(node, list):
-        for value in node:
-            _check_targets(value, path)
 
 
 def load_potential(
@@ -60,31 +38,18 @@ def load_potential(
 
     Reads only ``hyper_parameters["model"]`` (the resolved model config) and the ``model.``
     weights of ``state_dict``, with ``torch.load(weights_only=True)``: no pickled object of
-    the file is ever constructed.
+    the file is ever constructed, and the model is rebuilt through the allow-list of
+    :mod:`taafs_exp.training.rebuild` (nothing the file names is imported or called).
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        CheckpointError: not a taafs-exp checkpoint, an untrusted ``_target_``, or weights
-            that do not fit the rebuilt architecture (missing/unexpected/mis-shaped keys).
+        CheckpointError: not a taafs-exp checkpoint, a config outside the allow-list or with
+            non-plain values, or weights that do not fit the rebuilt architecture
+            (missing/unexpected/mis-shaped keys).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError ...
-        raise CheckpointError(
-            f"{path}: cannot be read with torch.load(weights_only=True) (not a checkpoint, or "
-            f"it holds objects beyond tensors and primitives): {err}"
-        ) from err
-    model_cfg = ckpt.get("hyper_parameters", {}).get("model") if isinstance(ckpt, dict) else None
-    if not isinstance(model_cfg, dict) or "_target_" not in model_cfg or "state_dict" not in ckpt:
-        raise CheckpointError(
-            f"{path}: not a taafs-exp checkpoint (expected hyper_parameters.model with a "
-            "_target_ and a state_dict, as PotentialModule saves them)"
-        )
-    _check_targets(model_cfg, str(path))
-    model: Potential = hydra.utils.instantiate(model_cfg)
+    ckpt = load_checkpoint(path, map_location=device)
+    model_cfg = ckpt["hyper_parameters"]["model"]
+    model: Potential = build_potential(model_cfg, f"{path}: hyper_parameters.model")
     weights = {
         k.removeprefix(MODEL_PREFIX): v
         for k, v in ckpt["state_dict"].items()
@@ -116,7 +81,7 @@ def activation_names(model_cfg: dict[str, Any]) -> list[str]:
 
     def visit(node: Any) -> None:
         if isinstance(node, dict):
-            if node.get("_target_") == "taafs_exp.activations.build_activation":
+            if node.get("_target_") == ACTIVATION_FACTORY:
                 names.append(str(node.get("name")))
             for value in node.values():
                 visit(value)

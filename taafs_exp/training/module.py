@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import hydra
 import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -15,6 +14,7 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 from taafs_exp.activations import extra_parameter_count
 from taafs_exp.data import keys as K
 from taafs_exp.models.base import Potential
+from taafs_exp.training.rebuild import build_optimizer, build_potential
 from taafs_exp.training.schedule import ExponentialDecay, prefactor
 
 #: Metric names, shared by the logger, metrics.json and the results tables (meV, Å).
@@ -75,8 +75,10 @@ class PotentialModule(pl.LightningModule):
     p = limit + (start − limit)·lr/start_lr. Energies in eV, forces in eV/Å, virials in eV.
 
     Args:
-        model: the backbone config (a Hydra node with ``_target_``, already resolved against
-            the data, e.g. DP's ``sel``); stored in the checkpoint so the module rebuilds itself.
+        model: the backbone config (a node with ``_target_``, already resolved against the data,
+            e.g. DP's ``sel``); stored in the checkpoint so the module rebuilds itself, always
+            through the allow-list of :mod:`taafs_exp.training.rebuild` (never Hydra's
+            instantiate: a loaded checkpoint must not run what it names).
         training: ``lr`` (start_lr, stop_lr, decay_steps), ``num_steps``, ``loss`` prefactors
             (start_pref_e, limit_pref_e, start_pref_f, limit_pref_f, start_pref_v, limit_pref_v)
             and ``optimizer`` (a ``_partial_`` Hydra node, Adam by default).
@@ -85,7 +87,7 @@ class PotentialModule(pl.LightningModule):
     def __init__(self, model: dict[str, Any], training: dict[str, Any]) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model: Potential = hydra.utils.instantiate(model)
+        self.model: Potential = build_potential(model, "hyper_parameters.model")
         lr = training["lr"]
         self.schedule = ExponentialDecay(
             start_lr=float(lr["start_lr"]),
@@ -214,11 +216,8 @@ class PotentialModule(pl.LightningModule):
         self.test_metrics.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer_cfg = self.hparams["training"].get("optimizer") or {"_target_": "torch.optim.Adam"}
-        optimizer_cfg = OmegaConf.create(dict(optimizer_cfg))
-        optimizer_cfg["_partial_"] = True
-        optimizer = hydra.utils.instantiate(optimizer_cfg)(
-            self.parameters(), lr=self.schedule.start_lr
+        optimizer = build_optimizer(
+            self.hparams["training"].get("optimizer"), self.parameters(), self.schedule.start_lr
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule.factor)
         return {

@@ -26,6 +26,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from taafs_exp.training.errors import ConfigError
+from taafs_exp.training.rebuild import read_json, read_saved_config
+
 METRICS_FILE = "metrics.json"
 # config keys that name a study, place its output or only change how fast it runs
 STUDY_KEYS = frozenset(
@@ -49,9 +52,13 @@ def register_resolvers() -> None:
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any], indent: int | None = 2) -> None:
-    """Write JSON through a temporary file and a rename: never a half-written file."""
+    """Write strict JSON (ValueError for NaN/inf: no bare NaN in a results file) through a
+    temporary file and a rename: never a half-written file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=indent, separators=None if indent else (",", ":")) + "\n")
+    text = json.dumps(
+        payload, indent=indent, separators=None if indent else (",", ":"), allow_nan=False
+    )
+    tmp.write_text(text + "\n")
     os.replace(tmp, path)
 
 
@@ -81,16 +88,16 @@ def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def check_same_training(cfg: DictConfig, output_dir: Path) -> None:
-    """ValueError when the finished run in ``output_dir`` was trained with another config than
+    """ConfigError when the finished run in ``output_dir`` was trained with another config than
     ``cfg`` (its folder name holds only activation, K, sharing and seed, so e.g. a restart with
     another budget would otherwise silently return the old numbers)."""
     saved = output_dir / ".hydra" / "config.yaml"
     if not saved.exists():
         return
-    differ = differing_keys(training_identity(cfg), training_identity(OmegaConf.load(saved)))
+    differ = differing_keys(training_identity(cfg), training_identity(read_saved_config(saved)))
     if differ:
         shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
-        raise ValueError(
+        raise ConfigError(
             f"{output_dir}: holds a finished run trained with another config ({shown} differ, "
             f"see {saved}); expected the same config to skip it. Give this run another folder "
             "(e.g. experiment_name=<new study>) or move the old run away"
@@ -115,12 +122,12 @@ def find_identical_run(cfg: DictConfig, registry: Path, output_dir: Path) -> Pat
         metrics_file = run_dir / METRICS_FILE
         if run_dir.resolve() == output_dir.resolve() or not metrics_file.exists():
             continue
-        metrics = json.loads(metrics_file.read_text())
+        metrics = read_json(metrics_file)
         if metrics.get("reused_from") or any(
             (metrics.get(k) or "all") != v for k, v in choices.items()
         ):
             continue
-        if training_identity(OmegaConf.load(config_file)) == identity:
+        if training_identity(read_saved_config(config_file)) == identity:
             return run_dir
     return None
 
@@ -132,7 +139,7 @@ def reuse_run(twin: Path, output_dir: Path, experiment: str, registry: Path) -> 
     for name in RESULT_FILES:
         if (twin / name).exists():
             shutil.copyfile(twin / name, output_dir / name)
-    metrics = json.loads((twin / METRICS_FILE).read_text())
+    metrics = read_json(twin / METRICS_FILE)
     metrics["experiment"] = experiment
     metrics["reused_from"] = str(twin.resolve().relative_to(registry.resolve()))
     write_json_atomic(output_dir / METRICS_FILE, metrics)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -18,9 +17,12 @@ from taafs_exp.data.datamodule import AtomsDataModule
 from taafs_exp.machine import code_version
 from taafs_exp.models.base import Potential
 from taafs_exp.training.module import METRIC_NAMES, PotentialModule, as_plain_dict
+from taafs_exp.training.errors import ConfigError
+from taafs_exp.training.rebuild import load_checkpoint, potential_class, read_json
 from taafs_exp.training.registry import (
     METRICS_FILE,
     check_same_training,
+    differing_keys,
     find_identical_run,
     reuse_run,
     write_json_atomic,
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 def build_module(cfg: DictConfig, datamodule: AtomsDataModule) -> PotentialModule:
     """The backbone of ``cfg.model``, its data-dependent options resolved on the training split."""
     model_cfg = as_plain_dict(cfg.model)
-    model_cls: type[Potential] = hydra.utils.get_class(model_cfg["_target_"])
+    model_cls: type[Potential] = potential_class(model_cfg.get("_target_"))
     model_cfg = model_cls.resolve_hparams(model_cfg, datamodule.frames["train"])
     return PotentialModule(model=model_cfg, training=as_plain_dict(cfg.training))
 
@@ -55,20 +57,46 @@ def test_checkpoint(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
         return None
     best = trainer.checkpoint_callback.best_model_path
     if not best:
-        raise ValueError("test_ckpt=best: no best checkpoint was saved (no validation ran); "
+        raise ConfigError("test_ckpt=best: no best checkpoint was saved (no validation ran); "
                          "expected at least one validation, or test_ckpt=last")
     return best
 
 
 def check_test_ckpt(cfg: DictConfig, callbacks: list[Any]) -> None:
-    """ValueError before training when ``test_ckpt`` is not last/best, or is best with no
+    """ConfigError before training when ``test_ckpt`` is not last/best, or is best with no
     checkpoint callback to keep the best weights."""
     choice = cfg.get("test_ckpt", "last")
     if choice not in ("last", "best"):
-        raise ValueError(f"test_ckpt={choice!r} is not valid; choose 'last' or 'best'")
+        raise ConfigError(f"test_ckpt={choice!r} is not valid; choose 'last' or 'best'")
     if choice == "best" and not any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks):
-        raise ValueError("test_ckpt=best needs a checkpoint callback (callbacks=default keeps the "
+        raise ConfigError("test_ckpt=best needs a checkpoint callback (callbacks=default keeps the "
                          "best validation force RMSE); this config has none: use test_ckpt=last")
+
+
+def resume_checkpoint(cfg: DictConfig) -> Path | None:
+    """The checkpoint to resume from (``ckpt_path``), checked before data or model are built:
+    ConfigError when the file is missing, CheckpointError when it fails the allow-list of
+    :func:`~taafs_exp.training.rebuild.load_checkpoint`; None to train from scratch."""
+    given = cfg.get("ckpt_path")
+    if not given:
+        return None
+    path = Path(given)
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={given}: no such checkpoint file")
+    load_checkpoint(path)
+    return path
+
+
+def check_resumable(path: Path, module: PotentialModule) -> None:
+    """ConfigError when the checkpoint at ``path`` holds another model than this config builds
+    (its weights would not fit, or would silently train another architecture)."""
+    saved = load_checkpoint(path)["hyper_parameters"]["model"]
+    differ = differing_keys(saved, module.hparams["model"])
+    if differ:
+        raise ConfigError(
+            f"{path}: a checkpoint of another model (model.{', model.'.join(differ[:6])} differ); "
+            "resume with the config that trained it, or train in another folder"
+        )
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -87,13 +115,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         check_same_training(cfg, output_dir)
         log.info("skipping finished run %s", output_dir)
         print(f"finished already, skipped: {finished}", flush=True)
-        return json.loads(finished.read_text())
+        return read_json(finished)
     if cfg.get("reuse_identical_runs") and not cfg.get("ckpt_path"):
         registry = Path(cfg.paths.registry_dir)
         twin = find_identical_run(cfg, registry, output_dir)
         if twin is not None:
             print(f"identical to a finished run, reused: {twin}", flush=True)
             return reuse_run(twin, output_dir, cfg.get("experiment_name", "single"), registry)
+    ckpt_path = resume_checkpoint(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
@@ -105,7 +134,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if module.hparams["model"].get("type_map") is not None:
         datamodule.check_elements(module.hparams["model"]["type_map"], type(module.model).__name__)
     datamodule.set_cutoff(module.model.cutoff)
-    if not cfg.get("ckpt_path"):
+    if ckpt_path is not None:
+        check_resumable(ckpt_path, module)
+    else:
         module.model.fit_statistics(datamodule.statistics(), datamodule.train_batches())
 
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
@@ -115,12 +146,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if logger:  # the run's own config (a composed config may also carry the hydra node)
         run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
         logger.log_hyperparams(OmegaConf.to_container(run_cfg, resolve=True))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     fit_s = time.perf_counter() - start
 
     test_metrics: dict[str, float] = {}
     if cfg.get("test", True):
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=test_checkpoint(cfg, trainer))
+        results = trainer.test(
+            module, datamodule=datamodule, ckpt_path=test_checkpoint(cfg, trainer), weights_only=True
+        )
         test_metrics = {k.removeprefix("test/"): float(v) for k, v in results[0].items()}
 
     step_time = module.median_step_time()
