@@ -1,7 +1,9 @@
 """Train one model, or sweep with -m:  python run.py model=dp activation=chebyshev
 
 Configuration lives in conf/ (see conf/config.yaml); every run writes metrics.json,
-checkpoints and logs into its Hydra output folder.
+checkpoints and logs into its Hydra output folder. Data, config and checkpoint errors and a
+diverged training print one line (``HYDRA_FULL_ERROR=1``: the traceback) and exit non-zero; a
+sweep finishes its other runs and ends with a summary of the failed ones.
 """
 
 import os
@@ -13,15 +15,20 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 import taafs_exp  # noqa: E402, F401  (registers the resolvers the configs use)
+from taafs_exp.training.errors import exit_with_summary, run_reported  # noqa: E402
+
+#: (output folder, error message or None) of every run of this process
+OUTCOMES: list[tuple[str, str | None]] = []
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from taafs_exp.training.train import optimized_value, train
 
-    metrics = train(cfg)
-    return optimized_value(metrics, cfg.optimized_metric)
+    metrics = run_reported(train, cfg, OUTCOMES)
+    return None if metrics is None else optimized_value(metrics, cfg.optimized_metric)
 
 
 if __name__ == "__main__":
     main()
+    exit_with_summary(OUTCOMES)

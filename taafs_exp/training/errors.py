@@ -4,6 +4,11 @@ traceback (run.py)."""
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
 from taafs_exp.data.errors import DataError
 
 
@@ -32,3 +37,47 @@ class RunInterrupted(RuntimeError):
 USER_ERRORS: tuple[type[Exception], ...] = (
     DataError, ConfigError, CheckpointError, NonFiniteError, RunInterrupted,
 )
+
+
+def run_reported(task: Callable[[Any], Any], cfg: Any, outcomes: list[tuple[str, str | None]]) -> Any:
+    """``task(cfg)``, with the errors of :data:`USER_ERRORS` printed as one line on stderr
+    (``HYDRA_FULL_ERROR=1`` re-raises them with their traceback).
+
+    A single run then exits with status 2. In a sweep run by Hydra's basic launcher the failure
+    is recorded in ``outcomes`` (output folder, message) and the sweep goes on with the next run
+    (:func:`exit_with_summary` reports at the end); other launchers get the error re-raised.
+    SIGINT/SIGTERM (:class:`RunInterrupted`) stop the whole sweep, exit status 128 + signal.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    where = str(cfg.paths.output_dir)
+    try:
+        result = task(cfg)
+    except USER_ERRORS as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        if isinstance(err, RunInterrupted):
+            sys.exit(128 + err.signum)
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            sys.exit(2)
+        if not str(hydra_cfg.launcher.get("_target_", "")).endswith("BasicLauncher"):
+            raise
+        outcomes.append((where, str(err)))
+        return None
+    outcomes.append((where, None))
+    return result
+
+
+def exit_with_summary(outcomes: list[tuple[str, str | None]]) -> None:
+    """After a sweep: one line per failed run and exit status 1 when any failed."""
+    failed = [(where, message) for where, message in outcomes if message is not None]
+    if not failed:
+        return
+    lines = [f"sweep: {len(failed)} of {len(outcomes)} runs failed (rerun the same command to "
+             "retry them; finished runs are skipped):"]
+    lines += [f"  {where}: {message}" for where, message in failed]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    sys.exit(1)

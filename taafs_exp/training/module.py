@@ -14,6 +14,7 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 from taafs_exp.activations import extra_parameter_count
 from taafs_exp.data import keys as K
 from taafs_exp.models.base import Potential
+from taafs_exp.training.errors import NonFiniteError
 from taafs_exp.training.rebuild import build_optimizer, build_potential
 from taafs_exp.training.schedule import ExponentialDecay, prefactor
 
@@ -140,23 +141,37 @@ class PotentialModule(pl.LightningModule):
             for q in ("e", "f", "v")
         }
 
-    def loss(self, batch: dict[str, Tensor], pred: dict[str, Tensor], step: int) -> Tensor:
-        """DeePMD-kit's ``ener`` loss at ``step`` (see class docstring)."""
+    def loss_terms(
+        self, batch: dict[str, Tensor], pred: dict[str, Tensor], step: int
+    ) -> dict[str, Tensor]:
+        """The terms of DeePMD-kit's ``ener`` loss at ``step``, prefactors applied: energy,
+        force and (when predicted) virial (see class docstring)."""
         pref = self.prefactors(step)
         natoms = batch[K.NUM_ATOMS].to(pred[K.ENERGY].dtype)
         norm = natoms**self.energy_norm_exp
-        loss = pref["e"] * torch.mean((pred[K.ENERGY] - batch[K.ENERGY]) ** 2 / norm)
-        loss = loss + pref["f"] * torch.mean((pred[K.FORCES] - batch[K.FORCES]) ** 2)
+        terms = {
+            "energy": pref["e"] * torch.mean((pred[K.ENERGY] - batch[K.ENERGY]) ** 2 / norm),
+            "force": pref["f"] * torch.mean((pred[K.FORCES] - batch[K.FORCES]) ** 2),
+        }
         if K.VIRIAL in pred:
             mask = batch[K.HAS_VIRIAL]
             diff2 = (pred[K.VIRIAL] - batch[K.VIRIAL])[mask] ** 2 / norm[mask, None, None]
-            loss = loss + pref["v"] * torch.mean(diff2)
-        return loss
+            terms["virial"] = pref["v"] * torch.mean(diff2)
+        return terms
+
+    def loss(self, batch: dict[str, Tensor], pred: dict[str, Tensor], step: int) -> Tensor:
+        """DeePMD-kit's ``ener`` loss at ``step``: the sum of :meth:`loss_terms`, in order."""
+        return sum_terms(self.loss_terms(batch, pred, step))
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         batch = cast_floats(batch, self.model_dtype)
         pred = self(batch, create_graph=True)
-        loss = self.loss(batch, pred, self.global_step)
+        terms = self.loss_terms(batch, pred, self.global_step)
+        check_finite(
+            {f"{name} loss term": term.detach() for name, term in terms.items()},
+            f"step {self.global_step}: training loss",
+        )
+        loss = sum_terms(terms)
         size = int(batch[K.NUM_ATOMS].shape[0])
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/lr", self.schedule.lr(self.global_step), batch_size=size)
@@ -167,6 +182,18 @@ class PotentialModule(pl.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.step_times.append(time.perf_counter() - self._step_start)
+        check_finite(
+            {f"weight {name}": p.detach() for name, p in self.named_parameters()},
+            f"step {self.global_step - 1}: after the optimizer step (lr "
+            f"{self.schedule.lr(self.global_step - 1):.3g})",
+        )
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        check_finite(
+            {f"gradient of {name}": p.grad for name, p in self.named_parameters()
+             if p.grad is not None},
+            f"step {self.global_step}: backward pass",
+        )
 
     def median_step_time(self) -> float | None:
         """Median training-step time, s, skipping the first steps (allocation warm-up)."""
@@ -194,6 +221,8 @@ class PotentialModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         values = {k: float(v) for k, v in self.val_metrics.compute().items()}
         self.val_metrics.reset()
+        check_finite({k: torch.tensor(v) for k, v in values.items()},
+                     f"step {self.global_step}: validation")
         self.log_dict(values, sync_dist=False)
         if self.trainer.sanity_checking:
             return
@@ -230,6 +259,27 @@ class PotentialModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.val_curve = [tuple(row) for row in checkpoint.get("val_curve", [])]
+
+
+def sum_terms(terms: dict[str, Tensor]) -> Tensor:
+    """The loss: its terms added in order (energy, force, virial)."""
+    values = list(terms.values())
+    total = values[0]
+    for term in values[1:]:
+        total = total + term
+    return total
+
+
+def check_finite(values: dict[str, Tensor], where: str) -> None:
+    """NonFiniteError naming ``where`` and the first entry of ``values`` holding a NaN or inf
+    (training stops there; no checkpoint of the non-finite state is written)."""
+    for name, value in values.items():
+        if not bool(torch.isfinite(value).all()):
+            shown = f"{value.item():.4g}" if value.numel() == 1 else "nan/inf entries"
+            raise NonFiniteError(
+                f"{where}: non-finite {name} ({shown}); training stopped, the last finite "
+                "checkpoint is kept and no metrics.json is written (lower training.lr.start_lr?)"
+            )
 
 
 def as_plain_dict(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
