@@ -146,10 +146,7 @@ def neighbor_list(
             i, j, images = _vesin_search(pos, float(cutoff), basis, pbc)
         else:
             i, j, images = _search(pos, float(cutoff), basis, pbc, method == "brute")
-        order = _canonical_order(i, j, images, pos.shape[0])
-        i, j, images = i[order], j[order], images[order]
-    shifts = images.to(dtype) @ cell.to(dtype)
-    return torch.stack([i, j]), shifts
+    return _canonical(i, j, images, pos.shape[0], cell.to(dtype))
 
 
 def _vesin_search(
@@ -168,21 +165,33 @@ def _vesin_search(
     return pairs[:, 0], pairs[:, 1], images
 
 
-def _canonical_order(i: Tensor, j: Tensor, images: Tensor, n_atoms: int) -> Tensor:
-    """Permutation sorting the triples (i, j, n) lexicographically; they are distinct, so
-    the order does not depend on the engine or on thread scheduling."""
+def _canonical(
+    i: Tensor, j: Tensor, images: Tensor, n_atoms: int, cell: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Sort the distinct triples (i, j, n) lexicographically, so that the order depends on
+    neither the engine nor thread scheduling; return edge_index (2, E) and shifts n @ cell
+    (E, 3), Å, dtype and autograd of ``cell``, looked up in a table of the images present."""
     if i.numel() == 0:
-        return i
-    low = images.min(0).values
-    radix = (images.max(0).values - low + 1).tolist()
-    if n_atoms**2 * math.prod(radix) < 2**62:  # one int64 key
-        image_key = ((images[:, 0] - low[0]) * radix[1] + images[:, 1] - low[1]) * radix[2]
-        key = (i * n_atoms + j) * math.prod(radix) + image_key + images[:, 2] - low[2]
-        return torch.sort(key).indices
-    order = torch.arange(i.numel(), device=i.device)
-    for column in (images[:, 2], images[:, 1], images[:, 0], j, i):  # least significant first
-        order = order[torch.sort(column[order], stable=True).indices]
-    return order
+        return torch.stack([i, j]), torch.zeros(0, 3, dtype=cell.dtype, device=cell.device)
+    low, high = torch.aminmax(images, dim=0)
+    radix = (high - low + 1).tolist()
+    n_images = math.prod(radix)
+    offset = images - low
+    image = (offset[:, 0] * radix[1] + offset[:, 1]) * radix[2] + offset[:, 2]
+    if n_atoms**2 * n_images < 2**62:  # one int64 key (i, j, n), sorted without a gather
+        key = torch.sort((i * n_atoms + j) * n_images + image).values
+        pair, image = key.div(n_images, rounding_mode="floor"), key.remainder(n_images)
+        edge_index = torch.empty(2, key.numel(), dtype=key.dtype, device=key.device)
+        torch.div(pair, n_atoms, rounding_mode="floor", out=edge_index[0])
+        torch.remainder(pair, n_atoms, out=edge_index[1])
+    else:  # stable sorts, least significant first
+        order = torch.arange(i.numel(), device=i.device)
+        for column in (image, j, i):
+            order = order[torch.sort(column[order], stable=True).indices]
+        edge_index, image = torch.stack([i[order], j[order]]), image[order]
+    ranges = [torch.arange(r, device=i.device) for r in radix]
+    table = (torch.cartesian_prod(*ranges) + low).to(cell.dtype) @ cell
+    return edge_index, table.index_select(0, image)
 
 
 def _search(

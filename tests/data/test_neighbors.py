@@ -12,7 +12,7 @@ from ase.neighborlist import neighbor_list as ase_neighbor_list
 from scipy.spatial.transform import Rotation
 
 from taafs_exp.data import DataError, neighbor_list
-from taafs_exp.data.neighbors import _canonical_order
+from taafs_exp.data.neighbors import _canonical
 
 WATER = Path(__file__).resolve().parents[2] / "data" / "water" / "data_0" / "set.000"
 METHODS = ["vesin", "brute", "cells"]
@@ -168,16 +168,17 @@ def test_random_periodicity_matches_ase(seed, method):
 
 
 def test_canonical_order_without_a_single_key():
-    """The int64-overflow fallback (stable sorts) gives the lexicographic (i, j, n) order."""
+    """The int64-overflow fallback (stable sorts) gives the same lexicographic (i, j, n) order
+    and shifts n @ cell as the single-key sort."""
     rng = np.random.default_rng(8)
-    i, j = (torch.tensor(rng.integers(0, 5, 200)) for _ in range(2))
-    images = torch.tensor(rng.integers(-3, 4, (200, 3)))
-    keys = torch.column_stack([i, j, images])
-    keys = torch.unique(keys, dim=0)[torch.randperm(len(torch.unique(keys, dim=0)))]
-    expected = torch.unique(keys, dim=0)  # sorted lexicographically
+    atoms, images = rng.integers(0, 5, (300, 2)), rng.integers(-3, 4, (300, 3))
+    keys = torch.unique(torch.tensor(np.hstack([atoms, images])), dim=0)  # sorted (i, j, n)
+    cell = torch.tensor(triclinic_cell(rng, 2.0, 3.0))
+    shuffled = keys[torch.randperm(len(keys))]
     for n_atoms in (5, 2**31):  # single key, then the fallback
-        order = _canonical_order(keys[:, 0], keys[:, 1], keys[:, 2:], n_atoms)
-        torch.testing.assert_close(keys[order], expected, rtol=0, atol=0)
+        edges, shifts = _canonical(shuffled[:, 0], shuffled[:, 1], shuffled[:, 2:], n_atoms, cell)
+        torch.testing.assert_close(edges, keys[:, :2].T, rtol=0, atol=0)
+        torch.testing.assert_close(shifts, keys[:, 2:].double() @ cell, rtol=0, atol=1e-12)
 
 
 def test_gradients_flow_through_positions_and_cell():
