@@ -31,7 +31,7 @@ test-all: $(STAMP)  ## Run every test, slow ones included
 bench-activations: $(STAMP)  ## Time every basis vs tanh -> results/bench/activations.md
 	$(PY) scripts/bench_activations.py
 
-bench-neighbors: $(STAMP)  ## Time our neighbour list vs ASE -> results/bench/neighbors.md
+bench-neighbors: $(STAMP)  ## Time neighbour lists on one thread, ASE vs vesin vs ours -> results/bench/neighbors.md
 	$(PY) scripts/bench_neighbors.py
 
 bench-backbones: $(STAMP)  ## Time a training step of every backbone, base vs each TAAFS basis -> results/bench/backbones.md

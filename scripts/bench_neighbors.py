@@ -1,8 +1,12 @@
-"""Time taafs_exp.data.neighbor_list against ase.neighborlist.neighbor_list.
+"""Time neighbour lists on one thread: ASE vs vesin vs our torch search.
 
 The first frame of data/water/data_0 (192 atoms, 12.44 Å cubic box) is replicated to 192,
-1 536 and 12 288 atoms; both build the full (i, j, shift) list at r_c = 6 Å. Reports the
-median wall time of ``--repeats`` builds (after one warm-up) and writes a markdown table.
+1 536 and 12 288 atoms; every engine builds the full (i, j, shift) list at r_c = 6 Å:
+``ase.neighborlist.neighbor_list('ijS')``, ``neighbor_list(method="vesin")`` (the default on
+the CPU: vesin plus our canonical sort and shifts), ``neighbor_list(method="cells")`` (the
+hand-written torch search), and the bare ``vesin.NeighborList.compute`` call for reference.
+Ratios are paired (:func:`taafs_exp.machine.paired_timing`): the median over repeats of the
+slower engine's time over vesin's, timed back to back.
 
     .venv/bin/python scripts/bench_neighbors.py [--repeats 5] [--out results/bench/neighbors.md]
 """
@@ -21,6 +25,7 @@ from pathlib import Path
 import ase
 import numpy as np
 import torch
+import vesin
 from ase import Atoms
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 
@@ -28,21 +33,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from taafs_exp.data import load_dataset, neighbor_list  # noqa: E402
-from taafs_exp.machine import cpu_name
+from taafs_exp.machine import cpu_name, paired_timing  # noqa: E402
 
 REPLICAS = [(1, 1, 1), (2, 2, 2), (4, 4, 4)]
 CUTOFF = 6.0
+THREADS = 1
 
 
-def median_time(build: Callable[[], object], repeats: int) -> float:
-    """Median wall time (s) of ``repeats`` calls, after one untimed warm-up."""
-    build()
-    times = []
-    for _ in range(repeats):
+def recorded(fn: Callable[[], object], seconds: list[float]) -> Callable[[], None]:
+    """``fn`` that appends the wall time (s) of every call to ``seconds``."""
+
+    def call() -> None:
         start = time.perf_counter()
-        build()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        fn()
+        seconds.append(time.perf_counter() - start)
+
+    return call
 
 
 def command() -> str:
@@ -66,74 +72,77 @@ def main() -> None:
         cell=frame.cell.numpy(),
         pbc=True,
     )
-    default_threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)  # vesin gets torch.get_num_threads() threads too
     load = os.getloadavg()
     rows = []
     for replica in REPLICAS:
         atoms = water.repeat(replica)
         positions, cell = torch.tensor(atoms.positions), torch.tensor(atoms.cell.array)
-        pairs = len(ase_neighbor_list("i", atoms, CUTOFF))
-        ours_pairs = neighbor_list(positions, CUTOFF, cell)[0].shape[1]
-        assert ours_pairs == pairs, f"{len(atoms)} atoms: {ours_pairs} pairs, ASE {pairs}"
-        t_ase = median_time(lambda: ase_neighbor_list("ijS", atoms, CUTOFF), args.repeats)
-        timings = {}
-        for threads in sorted({default_threads, 1}, reverse=True):
-            torch.set_num_threads(threads)
-            timings[threads] = median_time(
-                lambda: neighbor_list(positions, CUTOFF, cell), args.repeats
-            )
-        torch.set_num_threads(default_threads)
-        rows.append((len(atoms), pairs, t_ase, timings))
-        print(f"{len(atoms):>6} atoms  {pairs:>9} pairs  ASE {t_ase:.4f} s  ours {timings}")
+        bare = vesin.NeighborList(cutoff=CUTOFF, full_list=True, n_threads=THREADS)
+        engines = {
+            "ase": lambda: ase_neighbor_list("ijS", atoms, CUTOFF),
+            "vesin": lambda: neighbor_list(positions, CUTOFF, cell, method="vesin"),
+            "ours": lambda: neighbor_list(positions, CUTOFF, cell, method="cells"),
+            "bare": lambda: bare.compute(atoms.positions, atoms.cell.array, True, "ijS"),
+        }
+        pairs = {name: len(build()[-1]) for name, build in engines.items()}  # shifts; warm-up
+        assert len(set(pairs.values())) == 1, f"{len(atoms)} atoms: pair counts {pairs}"
+        vesin_s: list[float] = []
+        ref = recorded(engines["vesin"], vesin_s)
+        ase_ms, ase_ratio = paired_timing(engines["ase"], ref, args.repeats)
+        ours_ms, ours_ratio = paired_timing(engines["ours"], ref, args.repeats)
+        bare_ms, bare_ratio = paired_timing(engines["bare"], ref, args.repeats)
+        vesin_ms = 1e3 * statistics.median(vesin_s)
+        rows.append(
+            (len(atoms), pairs["ase"], ase_ms, vesin_ms, ours_ms, bare_ms, ase_ratio, ours_ratio,
+             bare_ratio)
+        )  # fmt: skip
+        print(
+            f"{len(atoms):>6} atoms {pairs['ase']:>8} pairs  ASE {ase_ms:.1f} ms  vesin "
+            f"{vesin_ms:.1f} ms  ours {ours_ms:.1f} ms  bare vesin {bare_ms:.1f} ms  "
+            f"ASE/vesin {ase_ratio:.2f}  ours/vesin {ours_ratio:.2f}"
+        )
+    load_end = os.getloadavg()
 
-    thread_cols = sorted(rows[0][3], reverse=True)
-    names = {t: f"ours, {t} thread{'s' * (t > 1)}" for t in thread_cols}
-    header = (
-        "| atoms | pairs | ASE (s) | "
-        + " | ".join(f"{names[t]} (s)" for t in thread_cols)
-        + " | "
-        + " | ".join(f"ASE / {names[t]}" for t in thread_cols)
-        + " |"
-    )
     lines = [
-        "# Neighbour-list build time: `taafs_exp.data.neighbor_list` vs ASE",
+        "# Neighbour-list build time on one thread: ASE vs vesin vs our torch search",
         "",
         "Water box (first frame of `data/water/data_0`, 192 atoms, 12.44 Å cubic cell) "
         f"replicated, full periodic list (every ordered pair and image) at r_c = {CUTOFF} Å, "
-        f"float64. Median wall time of {args.repeats} builds after one warm-up; ASE is "
-        "`ase.neighborlist.neighbor_list('ijS', atoms, 6.0)`. Both lists have the same "
-        "number of pairs (checked).",
+        "float64. ASE: `ase.neighborlist.neighbor_list('ijS', atoms, 6.0)`; vesin: "
+        "`neighbor_list(..., method='vesin')`, the default on the CPU (vesin "
+        f"{vesin.__version__} plus our canonical (i, j, n) sort and shifts); ours: "
+        "`neighbor_list(..., method='cells')`, the hand-written torch search; bare vesin: "
+        "`vesin.NeighborList(...).compute(..., 'ijS')` alone. Every engine lists the same "
+        "number of pairs (checked). Times are medians over "
+        f"{args.repeats} paired repeats after a warm-up (ms); each ratio is the median, over "
+        "repeats, of that engine's time over the vesin build timed just before it "
+        "(`taafs_exp.machine.paired_timing`), so > 1 means vesin is faster.",
         "",
-        header,
-        "|" + "---|" * (3 + 2 * len(thread_cols)),
+        "| atoms | pairs | ASE (ms) | vesin (ms) | ours (ms) | bare vesin (ms) "
+        "| ASE / vesin | ours / vesin | bare / vesin |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for atoms, pairs, t_ase, timings in rows:
-        times = " | ".join(f"{timings[t]:.4f}" for t in thread_cols)
-        ratios = " | ".join(f"{t_ase / timings[t]:.2f}×" for t in thread_cols)
-        lines.append(f"| {atoms} | {pairs} | {t_ase:.4f} | {times} | {ratios} |")
-    lines += ["", "Goal, not slower than ASE from 1 536 atoms on:"]
-    for t in thread_cols:
-        slower = [
-            f"{a} atoms" for a, _, t_ase, timings in rows if a >= 1536 and timings[t] > t_ase
-        ]
-        lines.append(f"- {names[t]}: " + (f"missed at {', '.join(slower)}." if slower else "met."))
-    load_end = os.getloadavg()[0]
+    for atoms, pairs, ase_ms, vesin_ms, ours_ms, bare_ms, *ratios in rows:
+        lines.append(
+            f"| {atoms} | {pairs} | {ase_ms:.1f} | {vesin_ms:.1f} | {ours_ms:.1f} | "
+            f"{bare_ms:.1f} | " + " | ".join(f"{r:.2f}×" for r in ratios) + " |"
+        )
     lines += [
         "",
-        f"- Machine: {cpu_name()}, {os.cpu_count()} logical cores, {platform.system()} "
-        f"{platform.release()}; Python {platform.python_version()}, torch {torch.__version__} "
-        f"(default {default_threads} threads), ASE {ase.__version__}, numpy {np.__version__}.",
-        f"- Load average {load[0]:.1f} before and {load_end:.1f} after the run on "
-        f"{os.cpu_count()} cores"
+        f"- Threads: torch.set_num_threads({THREADS}); vesin n_threads={THREADS} (our wrapper "
+        "passes `torch.get_num_threads()`); ASE is single-threaded numpy.",
+        f"- Load average (1 min) {load[0]:.2f} before and {load_end[0]:.2f} after the run on "
+        f"{os.cpu_count()} logical cores"
         + (
-            ": the cores were shared with other engineers' jobs, so absolute times are "
-            "inflated and noisy. Under such oversubscription torch's OpenMP threads wait at "
-            "every parallel region for a descheduled partner thread, which makes the "
-            "multi-thread column much slower than the single-thread one; ASE (numpy) is "
-            "single-threaded. `torch.set_num_threads(1)` (or OMP_NUM_THREADS=1) avoids it."
-            if max(load[0], load_end) > 1.0
+            ": the cores were shared with other jobs, so absolute times are inflated and "
+            "noisy; the paired ratios cancel most of that."
+            if max(load[0], load_end[0]) > 1.0
             else "."
         ),
+        f"- Machine: {cpu_name()}, {platform.system()} {platform.release()}; Python "
+        f"{platform.python_version()}, torch {torch.__version__}, vesin {vesin.__version__}, "
+        f"ASE {ase.__version__}, numpy {np.__version__}.",
         f"- Command: `{command()}` (or `make bench-neighbors`).",
         "",
     ]
