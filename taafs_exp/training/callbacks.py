@@ -1,26 +1,118 @@
-"""Training callbacks: what the learned activations look like, saved from the real run.
+"""Training callbacks: what the learned activations look like, saved from the real run, and a
+``last.ckpt`` that is always the latest state.
 
 :class:`ActivationSnapshot` writes ``activations.json`` in the run folder: every TAAFS curve at the
 end of training beside its base activation, the histogram of the inputs each one sees on the
 validation split, and the first curve at the start and after every epoch (the "evolution"
 figure). ``scripts/make_figures.py`` draws the figures from these files alone.
+
+:class:`RunCheckpoint` keeps ``checkpoints/last.ckpt`` current between validations (every N
+minutes, at the end, on SIGINT/SIGTERM); :class:`AtomicCheckpointIO` writes every checkpoint
+through a temporary file and a rename, so a killed run never leaves a truncated one.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor, nn
 
 from taafs_exp.activations.core import TAAFS
+from taafs_exp.training.errors import RunInterrupted
 from taafs_exp.training.module import cast_floats
 from taafs_exp.training.registry import write_json_atomic
 
 #: File name of the snapshot in a run folder.
 SNAPSHOT_FILE = "activations.json"
+#: The run folder's checkpoints and the one a rerun resumes from.
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+#: Signals that save ``last.ckpt`` and stop training.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves each checkpoint to ``<name>.tmp`` beside it, flushed to disk, then renames it over
+    ``<name>``: a checkpoint on disk is always complete (a kill mid-write leaves the old one)."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            torch.save(checkpoint, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+class RunCheckpoint(pl.Callback):
+    """Keeps ``<dirpath>/last.ckpt`` the latest training state.
+
+    Saved every ``every_minutes`` of training wall time (None: never on a timer), at the end of
+    training, and on SIGINT/SIGTERM: the signal is noted and, once the running step is complete,
+    ``last.ckpt`` is saved and training stops with :class:`RunInterrupted` (rerunning the same
+    command resumes from it). ModelCheckpoint still saves best/last at each validation.
+    """
+
+    def __init__(self, dirpath: str, every_minutes: float | None = 10.0) -> None:
+        self.path = Path(dirpath) / LAST_CHECKPOINT
+        self.every_s = None if every_minutes is None else 60.0 * float(every_minutes)
+        self.signum: int | None = None
+        self._last_save = 0.0
+        self._previous: dict[int, Any] = {}
+
+    def save(self, trainer: pl.Trainer) -> None:
+        """Write ``last.ckpt`` now (atomic with :class:`AtomicCheckpointIO`)."""
+        if not trainer.fast_dev_run:
+            trainer.save_checkpoint(self.path)
+        self._last_save = time.monotonic()
+
+    def _note_signal(self, signum: int, _frame: Any) -> None:
+        self.signum = signum
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_save = time.monotonic()
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._note_signal) for s in STOP_SIGNALS}
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
+    ) -> None:
+        if self.signum is not None:
+            self.save(trainer)
+            name = signal.Signals(self.signum).name
+            raise RunInterrupted(
+                f"{name} after step {trainer.global_step}: saved {self.path}; rerun the same "
+                "command to resume from it",
+                self.signum,
+            )
+        if self.every_s is not None and time.monotonic() - self._last_save >= self.every_s:
+            self.save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_handlers()
+        self.save(trainer)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._restore_handlers()
 
 
 def rounded(values: Tensor) -> list | float:

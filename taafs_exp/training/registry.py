@@ -35,6 +35,8 @@ STUDY_KEYS = frozenset(
     {"experiment_name", "tags", "task_name", "torch_threads", "ckpt_path", "logger",
      "reuse_identical_runs", "hydra"}
 )
+# callbacks that only decide where and how often checkpoints are written (not the trained model)
+CHECKPOINT_CALLBACKS = frozenset({"model_checkpoint", "run_checkpoint"})
 # the files a reused run takes from its twin (checkpoints stay with the original run)
 RESULT_FILES = ("activations.json",)
 
@@ -63,12 +65,16 @@ def write_json_atomic(path: Path, payload: dict[str, Any], indent: int | None = 
 
 
 def training_identity(cfg: DictConfig) -> dict[str, Any]:
-    """The unresolved config without ``STUDY_KEYS`` and without output paths: what decides the
-    trained model and its test numbers."""
+    """The unresolved config without ``STUDY_KEYS``, output paths and checkpoint callbacks:
+    what decides the trained model and its test numbers."""
     container = OmegaConf.to_container(cfg, resolve=False)
     identity = {k: v for k, v in container.items() if k not in STUDY_KEYS}
     paths = container.get("paths") or {}
     identity["paths"] = {"data_dir": paths.get("data_dir")}
+    if isinstance(identity.get("callbacks"), dict):
+        identity["callbacks"] = {
+            k: v for k, v in identity["callbacks"].items() if k not in CHECKPOINT_CALLBACKS
+        }
     if isinstance(identity.get("trainer"), dict):  # what the console shows, not what trains
         identity["trainer"] = {
             k: v for k, v in identity["trainer"].items() if k != "enable_progress_bar"

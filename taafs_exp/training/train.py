@@ -17,6 +17,7 @@ from taafs_exp.data.datamodule import AtomsDataModule
 from taafs_exp.machine import code_version
 from taafs_exp.models.base import Potential
 from taafs_exp.training.module import METRIC_NAMES, PotentialModule, as_plain_dict
+from taafs_exp.training.callbacks import CHECKPOINT_DIR, LAST_CHECKPOINT, AtomicCheckpointIO
 from taafs_exp.training.errors import ConfigError
 from taafs_exp.training.rebuild import load_checkpoint, potential_class, read_json
 from taafs_exp.training.registry import (
@@ -73,18 +74,28 @@ def check_test_ckpt(cfg: DictConfig, callbacks: list[Any]) -> None:
                          "best validation force RMSE); this config has none: use test_ckpt=last")
 
 
-def resume_checkpoint(cfg: DictConfig) -> Path | None:
-    """The checkpoint to resume from (``ckpt_path``), checked before data or model are built:
-    ConfigError when the file is missing, CheckpointError when it fails the allow-list of
-    :func:`~taafs_exp.training.rebuild.load_checkpoint`; None to train from scratch."""
+def resume_checkpoint(cfg: DictConfig, output_dir: Path) -> Path | None:
+    """The checkpoint to resume from, checked before data or model are built: ``ckpt_path``
+    when given (ConfigError when the file is missing), else the run folder's own
+    ``checkpoints/last.ckpt`` when a killed run left one (what a restarted sweep expects), else
+    None (train from scratch). CheckpointError when it fails the allow-list of
+    :func:`~taafs_exp.training.rebuild.load_checkpoint`."""
     given = cfg.get("ckpt_path")
-    if not given:
-        return None
-    path = Path(given)
-    if not path.is_file():
+    path = Path(given) if given else output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if given and not path.is_file():
         raise ConfigError(f"ckpt_path={given}: no such checkpoint file")
+    if not path.is_file():
+        return None
     load_checkpoint(path)
     return path
+
+
+def clear_stale_checkpoints(output_dir: Path) -> None:
+    """Delete the checkpoints a run killed before its first ``last.ckpt`` left in its folder:
+    a run that starts from scratch keeps one generation of checkpoints, its own."""
+    for stale in sorted((output_dir / CHECKPOINT_DIR).glob("*.ckpt*")):
+        log.warning("removing %s of an earlier attempt (no last.ckpt to resume from)", stale)
+        stale.unlink()
 
 
 def check_resumable(path: Path, module: PotentialModule) -> None:
@@ -103,8 +114,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one model as configured; returns the content of ``metrics.json``.
 
     A run folder that already holds ``metrics.json`` (written last, atomically) is a finished
-    run: it is skipped, so a killed sweep restarts where it stopped (a ValueError if its saved
-    config trains another model). A folder without it is trained from the start again. With
+    run: it is skipped, so a killed sweep restarts where it stopped (a ConfigError if its saved
+    config trains another model). A folder without it resumes from its own
+    ``checkpoints/last.ckpt`` (``ckpt_path`` names another), or trains from scratch. With
     ``reuse_identical_runs`` (the studies), a run identical to a finished run of another study
     under ``paths.registry_dir`` takes its results instead (``taafs_exp.training.registry``).
     """
@@ -122,7 +134,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if twin is not None:
             print(f"identical to a finished run, reused: {twin}", flush=True)
             return reuse_run(twin, output_dir, cfg.get("experiment_name", "single"), registry)
-    ckpt_path = resume_checkpoint(cfg)
+    ckpt_path = resume_checkpoint(cfg, output_dir)
+    if ckpt_path is None:
+        clear_stale_checkpoints(output_dir)
+    else:
+        print(f"resuming from {ckpt_path}", flush=True)
     pl.seed_everything(cfg.seed, workers=True)
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
@@ -142,7 +158,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     check_test_ckpt(cfg, callbacks)
     logger = instantiate_logger(cfg)
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()]
+    )
     if logger:  # the run's own config (a composed config may also carry the hydra node)
         run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
         logger.log_hyperparams(OmegaConf.to_container(run_cfg, resolve=True))
