@@ -19,7 +19,12 @@ from taafs_exp.models.base import Potential
 from taafs_exp.training.module import METRIC_NAMES, PotentialModule, as_plain_dict
 from taafs_exp.training.callbacks import CHECKPOINT_DIR, LAST_CHECKPOINT, AtomicCheckpointIO
 from taafs_exp.training.errors import ConfigError
-from taafs_exp.training.rebuild import load_checkpoint, potential_class, read_json
+from taafs_exp.training.rebuild import (
+    ACTIVATION_FACTORY,
+    load_checkpoint,
+    potential_class,
+    read_json,
+)
 from taafs_exp.training.registry import (
     METRICS_FILE,
     check_same_training,
@@ -74,6 +79,42 @@ def check_test_ckpt(cfg: DictConfig, callbacks: list[Any]) -> None:
                          "best validation force RMSE); this config has none: use test_ckpt=last")
 
 
+#: Seeds Lightning (numpy) accepts.
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def check_activation(node: dict[str, Any], where: str) -> None:
+    """ConfigError naming ``<where>.<option>`` when an activation config cannot build (e.g.
+    ``num_basis=abc``): each option is tried alone on the named activation to find the bad one."""
+    from taafs_exp.activations import build_activation
+
+    options = {k: v for k, v in node.items() if not k.startswith("_")}
+    name = options.pop("name", None)
+    try:
+        build_activation(name, num_channels=4, **options)
+    except (TypeError, ValueError) as err:
+        for key, value in options.items():
+            try:
+                build_activation(name, num_channels=4, **{key: value})
+            except (TypeError, ValueError) as single:
+                raise ConfigError(f"{where}.{key}={value!r}: {single}") from None
+        raise ConfigError(f"{where} (name={name!r}): {err}") from None
+
+
+def check_config(cfg: DictConfig) -> None:
+    """ConfigError for options that cannot train, before any data is read: the seed, every
+    activation of the model config."""
+    seed = cfg.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not (
+        SEED_RANGE[0] <= seed <= SEED_RANGE[1]
+    ):
+        raise ConfigError(f"seed={seed!r}: expected an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]}")
+    for key, node in as_plain_dict(cfg.model).items():
+        if isinstance(node, dict) and node.get("_target_") == ACTIVATION_FACTORY:
+            check_activation(node, "activation" if node == as_plain_dict(cfg.activation) else
+                             f"model.{key}")
+
+
 def resume_checkpoint(cfg: DictConfig, output_dir: Path) -> Path | None:
     """The checkpoint to resume from, checked before data or model are built: ``ckpt_path``
     when given (ConfigError when the file is missing), else the run folder's own
@@ -121,6 +162,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     under ``paths.registry_dir`` takes its results instead (``taafs_exp.training.registry``).
     """
     start = time.perf_counter()
+    check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     finished = output_dir / METRICS_FILE
     if finished.exists() and not cfg.get("ckpt_path"):

@@ -129,6 +129,10 @@ def _type_map(system: Path, given: Sequence[str] | None) -> list[str]:
     return symbols
 
 
+#: The first bytes of every .npy file.
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def _load(path: Path, required: bool) -> np.ndarray | None:
     if not path.is_file():
         if required:
@@ -137,6 +141,13 @@ def _load(path: Path, required: bool) -> np.ndarray | None:
             )
             raise DataError(f"{path}: file not found, expected it in every set{hint}")
         return None
+    with open(path, "rb") as fh:
+        head = fh.read(len(NPY_MAGIC))
+    if head != NPY_MAGIC:
+        raise DataError(
+            f"{path}: not a .npy file (starts with {head!r}, a .npy file with {NPY_MAGIC!r}); "
+            "expected an array written by numpy.save"
+        )
     try:
         return np.load(path)
     except (OSError, ValueError) as error:
