@@ -4,9 +4,7 @@ Entry points: :func:`available_activations`, :func:`build_activation`,
 :func:`replace_activations`, :func:`extra_parameter_count`.
 """
 
-from taafs_exp.activations.bases import (
-    BSpline, Chebyshev, Fourier, Gaussian, Legendre, SpectralActivation, ThreeTermActivation,
-)
+from taafs_exp.activations.bases import BSpline, Chebyshev, Fourier, Gaussian, Legendre
 from taafs_exp.activations.core import BASE_FUNCTIONS, BasisActivation, TAAFS
 from taafs_exp.activations.rational import Rational
 from taafs_exp.activations.registry import (
@@ -16,7 +14,6 @@ from taafs_exp.activations.registry import (
 
 __all__ = [
     "BASE_FUNCTIONS", "BSpline", "BasisActivation", "Chebyshev", "DEFAULT_TYPES", "FIXED_ACTIVATIONS", "Fourier",
-    "Gaussian", "Legendre", "PerCallActivation", "Rational", "SpectralActivation", "TAAFS",
-    "ThreeTermActivation", "available_activations", "build_activation", "extra_parameter_count",
+    "Gaussian", "Legendre", "PerCallActivation", "Rational", "TAAFS", "available_activations", "build_activation", "extra_parameter_count",
     "replace_activations",
 ]

@@ -5,14 +5,11 @@ A TAAFS activation is ``a(x) = Σ_k c_k φ_k(t) (+ base(x) when residual)``, ``t
 bases' reference interval ``[-1, 1]``. Coefficients ``c`` are the only trainable parameters:
 ``(K,)`` with ``share="layer"`` or ``(C, K)`` with ``share="channel"`` (``C`` = last input dim).
 
-Derivatives. Forces need ``∂a/∂x`` inside the graph and training differentiates it again, so the
-fused path wraps the m-th x-derivative ``ψ^(m)(x)·c`` of the series in :class:`_Series` and its
-coefficient gradient ``Σ_n w_n ψ^(m)(x_n)`` in :class:`_Project`. Each Function's backward is
-expressed with the other two at order ``m`` or ``m + 1``, so they are differentiable to any order
-the basis supports (``m ≤ 3`` here: the chain rule below stops there), and no N×K tensor is
-built when the basis overrides :meth:`BasisActivation.series` / :meth:`BasisActivation.project`.
-The naive path (``fused=False``) lets autograd differentiate :meth:`BasisActivation.basis`; it is
-the reference the tests compare the fused path with.
+Derivatives. Forces need ``∂a/∂x`` inside the graph and training differentiates it again. The
+``compiled`` and ``eager`` kernels (:mod:`taafs_exp.activations.kernels`) evaluate a and a' in
+one pass and each backward in one more, from hand-derived derivatives; the ``naive`` path lets
+autograd differentiate the dense ``(N, K)`` basis tensor and is the reference the tests compare
+the kernels with.
 """
 
 from __future__ import annotations
@@ -23,6 +20,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from taafs_exp.activations import kernels
 
 #: Activations a TAAFS curve can start as (``base``), by name.
 BASE_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -43,20 +42,6 @@ def check_choice(option: str, value: object, valid: Sequence[object]) -> None:
     """Raise ValueError naming ``option=value`` and the valid values when ``value`` is not one."""
     if value not in valid:
         raise ValueError(f"{option}={value!r} is not valid; choose one of {list(valid)}")
-
-
-def chain_terms(order: int, dg: Sequence[Tensor | float]) -> list[tuple[int, Tensor | float]]:
-    """Faà di Bruno: ``d^m/dx^m f(g(x)) = Σ_j factor_j · f^(j)(g(x))`` as ``[(j, factor_j)]``.
-
-    ``dg = [g', g'', g''']`` evaluated at x; terms whose factor is the float 0 are dropped.
-    """
-    if order == 0:
-        return [(0, 1.0)]
-    if order > 3:
-        raise NotImplementedError(f"derivative order {order} > 3 of a TAAFS activation")
-    g1, g2, g3 = dg
-    terms = {1: [(1, g1)], 2: [(2, g1 * g1), (1, g2)], 3: [(3, g1**3), (2, 3 * g1 * g2), (1, g3)]}
-    return [(j, f) for j, f in terms[order] if not (isinstance(f, float) and f == 0.0)]
 
 
 class TAAFS(nn.Module):
@@ -118,20 +103,18 @@ class TAAFS(nn.Module):
         k = self.num_basis
         return (k,) if self.num_channels is None else (self.num_channels, k)
 
+    @property
+    def map_constants(self) -> tuple[str, float, float]:
+        """``(kind, mid, scale)`` of g for :func:`kernels.input_map` (``none`` is affine 0, 1)."""
+        if self.input_map == "tanh":
+            return "tanh", self.mid, self.scale
+        if self.input_map == "affine":
+            return "affine", self.mid, self.half
+        return "affine", 0.0, 1.0
+
     def map(self, x: Tensor) -> Tensor:
         """``t = g(x)`` with differentiable torch ops."""
-        if self.input_map == "tanh":
-            return torch.tanh((x - self.mid) / self.scale)
-        if self.input_map == "affine":
-            return (x - self.mid) / self.half
-        return x
-
-    def map_derivatives(self, t: Tensor) -> list[Tensor | float]:
-        """``[g', g'', g''']`` at the points whose image is ``t`` (x-units^-1, -2, -3)."""
-        if self.input_map == "tanh":
-            s, q = self.scale, 1 - t * t
-            return [q / s, -2 * t * q / s**2, q * (6 * t * t - 2) / s**3]
-        return [1.0 / self.half if self.input_map == "affine" else 1.0, 0.0, 0.0]
+        return kernels.input_map(x, *self.map_constants)
 
     def base_function(self, x: Tensor) -> Tensor:
         """The base activation at x."""
@@ -162,20 +145,36 @@ class TAAFS(nn.Module):
 class BasisActivation(TAAFS):
     """``a(x) = Σ_k c_k φ_k(g(x)) (+ base(x))``, linear in the coefficients c.
 
-    Subclasses implement :meth:`basis`; they may override :meth:`series` and :meth:`project`
-    with evaluations that avoid the N×K basis tensor. Init: c is the least-squares fit
-    (``torch.linalg.lstsq``, float64) of the base on :data:`FIT_POINTS` points of the domain, or
-    zero when ``residual``. ``init_error`` holds the max abs fit residual on that grid.
+    Subclasses name their basis in :data:`kernels.BASES` (``basis_name``) and give its constants
+    (:meth:`basis_constants`). Init: c is the least-squares fit (``torch.linalg.lstsq``,
+    float64) of the base on :data:`FIT_POINTS` points of the domain, or zero when ``residual``.
+    ``init_error`` holds the max abs fit residual on that grid.
 
     Args:
-        fused: evaluate through the custom autograd Functions (default) instead of letting
-            autograd differentiate :meth:`basis` (the slower reference path).
+        kernel: ``"compiled"`` (default: the one-pass kernels through ``torch.compile``; eager,
+            with one warning, where no C++ compiler is found), ``"eager"`` (the same kernels
+            uncompiled) or ``"naive"`` (autograd through the dense basis; the slow reference).
         **options: see :class:`TAAFS`.
     """
 
-    def __init__(self, num_basis: int = 8, *, fused: bool = True, **options) -> None:
+    basis_name = ""
+
+    def __init__(self, num_basis: int = 8, *, kernel: str = "compiled", **options) -> None:
         super().__init__(num_basis, **options)
-        self.fused = bool(fused)
+        check_choice("kernel", kernel, kernels.KERNELS)
+        self.kernel = kernel
+
+    def basis_constants(self) -> tuple[float, ...]:
+        """The basis' own constants, as the kernels take them (none by default)."""
+        return ()
+
+    @property
+    def spec(self) -> kernels.KernelSpec:
+        """Everything the kernels need to know of this activation."""
+        kind, mid, scale = self.map_constants
+        return kernels.KernelSpec(
+            self.basis_name, self.num_basis, kind, mid, scale, self.basis_constants(), self.kernel
+        )
 
     def init_coefficients(self) -> None:
         """Create ``coefficients`` from the fit of the base (call at the end of __init__)."""
@@ -191,117 +190,17 @@ class BasisActivation(TAAFS):
         self.coefficients = nn.Parameter(coeff)
 
     def basis(self, t: Tensor, order: int = 0) -> Tensor:
-        """``(..., K)``: the order-th t-derivative of every basis function at t."""
-        raise NotImplementedError
-
-    def dense_series(self, t: Tensor, coeff: Tensor, order: int) -> Tensor:
-        """``Σ_k c_k φ_k^(order)(t)`` through the ``(..., K)`` basis tensor (autograd-safe)."""
-        return (self.basis(t, order) * coeff).sum(-1)
-
-    def series(self, t: Tensor, coeff: Tensor, order: int) -> Tensor:
-        """``Σ_k c_k φ_k^(order)(t)``, shape of t (coeff ``(K,)`` or ``(C, K)``); no grad needed."""
-        return self.dense_series(t, coeff, order)
-
-    def project(self, t: Tensor, w: Tensor, order: int) -> Tensor:
-        """``Σ_n w_n φ_k^(order)(t_n)`` over all but the channel dim, shape of coefficients."""
-        phi = self.basis(t, order)
-        c = self.num_channels or 1
-        return torch.einsum("nck,nc->ck", phi.reshape(-1, c, self.num_basis), w.reshape(-1, c)).reshape(
-            self.coefficient_shape
-        )
-
-    def series_x(self, t: Tensor, coeff: Tensor, order: int) -> Tensor:
-        """``d^order/dx^order Σ c φ(g(x))`` given ``t = g(x)`` (chain rule of :func:`chain_terms`)."""
-        terms = chain_terms(order, self.map_derivatives(t) if order else [])
-        out = None
-        for j, factor in terms:
-            s = self.series(t, coeff, j) * factor
-            out = s if out is None else out + s
-        return out if out is not None else torch.zeros_like(t)
-
-    def project_x(self, t: Tensor, w: Tensor, order: int) -> Tensor:
-        """``Σ_n w_n ∂^order/∂x^order φ_k(g(x_n))``: the coefficient gradient of :meth:`series_x`."""
-        terms = chain_terms(order, self.map_derivatives(t) if order else [])
-        out = torch.zeros(self.coefficient_shape, dtype=t.dtype, device=t.device)
-        for j, factor in terms:
-            out = out + self.project(t, w * factor, j)
-        return out
+        """``(..., K)``: the order-th t-derivative of every basis function at t (autograd-safe)."""
+        return kernels.dense_basis(self.spec, t, order)
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_channels(x)
         coeff = self.coefficients.to(x.dtype)
-        if self.fused:
-            with torch.no_grad():
-                t = self.map(x)
-            y = _Series.apply(x, t, coeff, self, 0, False) + _CoefficientGradient.apply(coeff, t, self, x)
+        if self.kernel == "naive":
+            y = (self.basis(self.map(x), 0) * coeff).sum(-1)
         else:
-            y = self.dense_series(self.map(x), coeff, 0)
+            y = kernels.series(x, coeff.reshape(-1, self.num_basis), self.spec)
         return y + self.base_function(x) if self.residual else y
 
-
-class _CoefficientGradient(torch.autograd.Function):
-    """Zero-valued term that carries ``∂y/∂c`` of the order-0 series on a branch of its own.
-
-    Its backward returns only the coefficient gradient, ``_Project`` of the incoming gradient;
-    ``x`` is passed so that, with create_graph, that gradient stays connected to x. The module's
-    ``_Series`` is applied with ``coeff_grad=False``, so the x-gradient comes from ``_Series``
-    alone. (A force evaluation, ``grad(y.sum(), x)``, still runs this backward: x and t are
-    inputs of the node.)
-    """
-
-    @staticmethod
-    def forward(ctx, coeff: Tensor, t: Tensor, act: BasisActivation, x: Tensor) -> Tensor:
-        ctx.save_for_backward(t)
-        ctx.act, ctx.x = act, x
-        return t.new_zeros(()).expand_as(t)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (t,) = ctx.saved_tensors
-        return _Project.apply(ctx.x, t, grad, ctx.act, 0), None, None, None
-
-
-class _Series(torch.autograd.Function):
-    """``y = ∂^m/∂x^m Σ_k c_k φ_k(g(x))`` elementwise; ``t = g(x)`` is a cache (gets no gradient).
-
-    ``coeff_grad=False`` (the module's own call) leaves the coefficient gradient to
-    :class:`_CoefficientGradient`.
-    """
-
-    @staticmethod
-    def forward(
-        ctx, x: Tensor, t: Tensor, coeff: Tensor, act: BasisActivation, m: int, coeff_grad: bool = True
-    ) -> Tensor:
-        ctx.save_for_backward(x, t, coeff)
-        ctx.act, ctx.m, ctx.coeff_grad = act, m, coeff_grad
-        return act.series_x(t, coeff, m)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, t, coeff = ctx.saved_tensors
-        gx = gc = None
-        if ctx.needs_input_grad[0]:
-            gx = grad * _Series.apply(x, t, coeff, ctx.act, ctx.m + 1)
-        if ctx.needs_input_grad[2] and ctx.coeff_grad:
-            gc = _Project.apply(x, t, grad, ctx.act, ctx.m)
-        return gx, None, gc, None, None, None
-
-
-class _Project(torch.autograd.Function):
-    """``p = Σ_n w_n ∂^m/∂x^m φ(g(x_n))`` (coefficient shape): the coefficient gradient of _Series."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, t: Tensor, w: Tensor, act: BasisActivation, m: int) -> Tensor:
-        ctx.save_for_backward(x, t, w)
-        ctx.act, ctx.m = act, m
-        return act.project_x(t, w, m)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, t, w = ctx.saved_tensors
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
-            gx = w * _Series.apply(x, t, grad, ctx.act, ctx.m + 1)
-        if ctx.needs_input_grad[2]:
-            gw = _Series.apply(x, t, grad, ctx.act, ctx.m)
-        return gx, None, gw, None, None
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, kernel={self.kernel}"

@@ -8,8 +8,14 @@ from torch.autograd import gradcheck, gradgradcheck
 from torch.func import functional_call
 
 from act_helpers import TRAINABLE, make
+from taafs_exp.activations import kernels
 
-CASES = [(n, s, r) for n in TRAINABLE for s in ("layer", "channel") for r in (False, True)]
+#: Every kernel path a linear basis can take; rational has one (plain autograd, no option).
+PATHS = ("compiled", "eager")
+CASES = [
+    (n, s, r, k) for n in TRAINABLE for s in ("layer", "channel") for r in (False, True)
+    for k in (PATHS if n != "rational" else (None,))
+]
 
 
 def _inputs(act, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,19 +30,20 @@ def _as_function(act):
     return lambda x, c: functional_call(act, {"coefficients": c}, (x,))
 
 
-@pytest.mark.parametrize("name,share,residual", CASES)
-def test_gradcheck_and_gradgradcheck(name: str, share: str, residual: bool) -> None:
-    act = make(name, share, residual=residual)
+@pytest.mark.parametrize("name,share,residual,kernel", CASES)
+def test_gradcheck_and_gradgradcheck(name: str, share: str, residual: bool, kernel: str | None) -> None:
+    act = make(name, share, residual=residual, **({"kernel": kernel} if kernel else {}))
     x, c = _inputs(act)
     f = _as_function(act)
     assert gradcheck(f, (x, c))
     assert gradgradcheck(f, (x, c))
 
 
+@pytest.mark.parametrize("kernel", PATHS)
 @pytest.mark.parametrize("name", ["bspline", "chebyshev"])
-def test_gradgradcheck_affine_map_outside_domain(name: str) -> None:
+def test_gradgradcheck_affine_map_outside_domain(name: str, kernel: str) -> None:
     """Affine map: x in [-5, 5] leaves [-4, 4], so B-spline extrapolation is exercised."""
-    act = make(name, "layer", input_map="affine")
+    act = make(name, "layer", input_map="affine", kernel=kernel)
     x, c = _inputs(act, seed=1)
     assert (x.abs() > 4).any()
     assert gradgradcheck(_as_function(act), (x, c))
@@ -51,19 +58,40 @@ def _force_pattern(act, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return y, g, gx, gc
 
 
-@pytest.mark.parametrize("name", [n for n in TRAINABLE if n != "rational"])
+LINEAR = [n for n in TRAINABLE if n != "rational"]
+
+
+@pytest.mark.parametrize("kernel", ["compiled", "eager"])
+@pytest.mark.parametrize("name", LINEAR)
 @pytest.mark.parametrize("share", ["layer", "channel"])
-def test_fused_path_equals_naive_autograd(name: str, share: str) -> None:
-    """The custom Functions give what autograd through ``basis`` gives, to 2nd order."""
+def test_kernels_equal_naive_autograd(name: str, share: str, kernel: str) -> None:
+    """The one-pass kernels give what autograd through ``basis`` gives, to 2nd order (float64)."""
     act = make(name, share)
     with torch.no_grad():
         act.coefficients.add_(0.2 * torch.randn_like(act.coefficients))
     x = torch.randn(50, 3, dtype=torch.float64) * 2
-    fused = _force_pattern(act, x)
-    act.fused = False
+    act.kernel = kernel
+    fast = _force_pattern(act, x)
+    act.kernel = "naive"
     naive = _force_pattern(act, x)
-    for a, b in zip(fused, naive):
+    for a, b in zip(fast, naive):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", LINEAR)
+def test_compiled_equals_eager(name: str) -> None:
+    """Compiled kernels equal the eager ones: 1e-10 in float64, 1e-5 relative in float32."""
+    for dtype, rtol, atol in ((torch.float64, 1e-10, 1e-10), (torch.float32, 1e-5, 1e-5)):
+        act = make(name, "channel").to(dtype)
+        with torch.no_grad():
+            act.coefficients.add_(0.2 * torch.randn_like(act.coefficients))
+        x = torch.randn(300, 3, dtype=dtype) * 2
+        act.kernel = "compiled"
+        compiled = _force_pattern(act, x)
+        act.kernel = "eager"
+        eager = _force_pattern(act, x)
+        for a, b in zip(compiled, eager):
+            torch.testing.assert_close(a, b, rtol=rtol, atol=atol * b.abs().max().item())
 
 
 def test_third_derivative_is_refused_cleanly() -> None:
@@ -76,15 +104,16 @@ def test_third_derivative_is_refused_cleanly() -> None:
         torch.autograd.grad(d.sum(), x)
 
 
-@pytest.mark.parametrize("name", [n for n in TRAINABLE if n != "rational"])
-def test_custom_functions_directly(name: str) -> None:
-    """The a'(x) Function (``_Series`` at order 1, its own backward giving a'' and ∂a'/∂c) and
-    ``_Project`` pass gradgradcheck alone (order 0 runs with its companion in the module tests)."""
-    from taafs_exp.activations.core import _Project, _Series
-
-    act = make(name, "channel")
+@pytest.mark.parametrize("kernel", ["compiled", "eager"])
+@pytest.mark.parametrize("name", LINEAR)
+def test_autograd_functions_directly(name: str, kernel: str) -> None:
+    """a'(x) (``_Series`` at order 1: its backward gives a'' and ∂a'/∂c) and the coefficient
+    projections ``_Project`` at orders 0 and 1 pass gradgradcheck alone (order 0 of ``_Series``
+    runs in the module tests)."""
+    act = make(name, "channel", kernel=kernel)
     x, c = _inputs(act, seed=2)
     w = torch.randn(x.shape, dtype=torch.float64, requires_grad=True)
-    assert gradgradcheck(lambda x, c: _Series.apply(x, act.map(x).detach(), c, act, 1), (x, c))
+    spec = act.spec
+    assert gradgradcheck(lambda x, c: kernels.series_derivative(x, c, spec, 1), (x, c))
     for m in (0, 1):
-        assert gradgradcheck(lambda x, w: _Project.apply(x, act.map(x).detach(), w, act, m), (x, w))
+        assert gradgradcheck(lambda x, w: kernels.project(x, w, 3, spec, m), (x, w))
