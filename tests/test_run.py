@@ -12,6 +12,7 @@ import pytest
 
 from helpers import compose_config
 from taafs_exp.training.module import METRIC_NAMES
+from taafs_exp.training.rebuild import load_checkpoint
 from taafs_exp.training.train import optimized_value, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +104,25 @@ def test_resume_continues_the_same_run(tmp_path, activation):
     assert first == {s: straight[s] for s in range(3)}
     # the step after the resume (and the rest) equals the uninterrupted run
     for step in (3, 4, 5):
+        assert resumed[step] == pytest.approx(straight[step], rel=1e-10, abs=0)
+
+
+def test_resume_from_the_end_of_training_checkpoint(tmp_path):
+    """The last step (3) is no validation step: last.ckpt is RunCheckpoint's end-of-training save,
+    and a run resumed from it with more steps continues the same epoch at the next logger step."""
+    common = ["activation=tanh", "logger=csv", "trainer.log_every_n_steps=1",
+              "training.num_steps=5", "training.lr.decay_steps=2", "test=false",
+              "trainer.val_check_interval=2", "trainer.limit_val_batches=1", *TINY_DP]
+    straight = train_losses(compose_config([*common, "trainer.max_steps=5"], tmp_path / "a"))
+    train_losses(compose_config([*common, "trainer.max_steps=3"], tmp_path / "b"))
+    ckpt = tmp_path / "b" / "checkpoints" / "last.ckpt"
+    saved = load_checkpoint(ckpt)
+    assert (saved["global_step"], saved["epoch"]) == (3, 0)
+    resumed = train_losses(
+        compose_config([*common, "trainer.max_steps=5", f"ckpt_path={ckpt}"], tmp_path / "c")
+    )
+    assert sorted(resumed) == [3, 4]
+    for step in (3, 4):
         assert resumed[step] == pytest.approx(straight[step], rel=1e-10, abs=0)
 
 

@@ -7,7 +7,7 @@ validation split, and the first curve at the start and after every epoch (the "e
 figure). ``scripts/make_figures.py`` draws the figures from these files alone.
 
 :class:`RunCheckpoint` keeps ``checkpoints/last.ckpt`` current between validations (every N
-minutes, at the end, on SIGINT/SIGTERM); :class:`AtomicCheckpointIO` writes every checkpoint
+minutes, after the last step, on SIGINT/SIGTERM); :class:`AtomicCheckpointIO` writes every checkpoint
 through a temporary file and a rename, so a killed run never leaves a truncated one.
 """
 
@@ -56,13 +56,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(tmp, path)
 
 
+def last_step(trainer: pl.Trainer) -> bool:
+    """In ``on_train_batch_end``: training stops after this step (``max_steps`` reached, the last
+    batch of the last epoch, or a stop requested)."""
+    if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+        return True
+    epoch_ends = (trainer.fit_loop.epoch_loop.batch_progress.current.ready
+                  >= trainer.num_training_batches)
+    max_epochs = trainer.max_epochs
+    last_epoch = max_epochs not in (None, -1) and trainer.current_epoch + 1 >= max_epochs
+    return (epoch_ends and last_epoch) or trainer.should_stop
+
+
+def finite_weights(module: nn.Module) -> bool:
+    """Every floating-point parameter of ``module`` is finite (no NaN, no inf)."""
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters() if p.is_floating_point())
+
+
 class RunCheckpoint(pl.Callback):
     """Keeps ``<dirpath>/last.ckpt`` the latest training state.
 
-    Saved every ``every_minutes`` of training wall time (None: never on a timer), at the end of
-    training, and on SIGINT/SIGTERM: the signal is noted and, once the running step is complete,
-    ``last.ckpt`` is saved and training stops with :class:`RunInterrupted` (rerunning the same
-    command resumes from it). ModelCheckpoint still saves best/last at each validation.
+    Saved every ``every_minutes`` of training wall time (None: never on a timer), after the last
+    training step, and on SIGINT/SIGTERM: the signal is noted and, once the running step is
+    complete, ``last.ckpt`` is saved and training stops with :class:`RunInterrupted` (rerunning
+    the same command resumes from it). ModelCheckpoint still saves best/last at each validation.
+
+    Every save happens in ``on_train_batch_end``, a state Lightning resumes mid-epoch (the next
+    batch of the same epoch, the same logger steps). The end state is not saved in
+    ``on_train_end``: by then the fit loop has counted an epoch stopped by ``max_steps`` as
+    complete, so a run resumed from it with more steps would start a new epoch (other batches)
+    and skip a logger step. A step whose weights are not finite is never saved (the module stops
+    the run with one line right after this hook).
     """
 
     def __init__(self, dirpath: str, every_minutes: float | None = 10.0) -> None:
@@ -102,12 +126,12 @@ class RunCheckpoint(pl.Callback):
                 "command to resume from it",
                 self.signum,
             )
-        if self.every_s is not None and time.monotonic() - self._last_save >= self.every_s:
+        due = self.every_s is not None and time.monotonic() - self._last_save >= self.every_s
+        if (due or last_step(trainer)) and finite_weights(pl_module):
             self.save(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_handlers()
-        self.save(trainer)
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
