@@ -21,14 +21,14 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 import hydra  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from ase import Atoms  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from taafs_exp.data import Frame, load_dataset  # noqa: E402
+from taafs_exp.data import load_dataset  # noqa: E402
 from taafs_exp.md import (  # noqa: E402
     StabilityLimits,
     TAAFSCalculator,
     activation_names,
+    frame_atoms,
     make_dynamics,
     radial_distribution,
     run_md,
@@ -44,16 +44,6 @@ from taafs_exp.md.report import (  # noqa: E402
 
 #: The water pairs whose RDFs are compared (atomic numbers).
 PAIRS = [(8, 8), (8, 1), (1, 1)]
-
-
-def frame_atoms(frame: Frame) -> Atoms:
-    """ASE Atoms of a data Frame (positions and cell in Å)."""
-    return Atoms(
-        numbers=frame.numbers.numpy(),
-        positions=frame.positions.numpy(),
-        cell=frame.cell.numpy(),
-        pbc=frame.pbc.numpy(),
-    )
 
 
 def training_summary(checkpoint: Path) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import subprocess
@@ -51,3 +52,8 @@ def paired_timing(fn: Callable[[], None], ref: Callable[[], None], repeats: int)
         times.append(end - middle)
         ratios.append((end - middle) / (middle - start))
     return 1e3 * statistics.median(times), statistics.median(ratios)
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load average as ``"a / b / c"`` (Unix), for benchmark reports."""
+    return " / ".join(f"{v:.2f}" for v in os.getloadavg())

@@ -27,6 +27,7 @@ kernel keeps everything in registers. The same functions give the dense ``(…, 
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import warnings
@@ -377,10 +378,11 @@ def backward_kernel(
 # ---------------------------------------------------------------------------- compiled / eager
 
 
-_COMPILED: dict[Callable, Callable] = {}
-#: Keep intermediates in registers: inductor's CPU defaults write an intermediate read by
+_COMPILED: dict[tuple[Callable, bool], Callable] = {}
+#: B-spline: keep intermediates in registers. Inductor's CPU defaults write an intermediate read by
 #: several reductions to memory and reduce it in a loop of its own (2x slower B-spline backward).
-_INDUCTOR_OPTIONS = {
+#: Not for the recurrences of the other bases: inlining them grows the IR exponentially in K.
+_BSPLINE_OPTIONS = {
     "realize_reads_threshold": 64, "realize_cpu_opcount_threshold": 4000, "realize_cpu_acc_reads_threshold": 64,
 }
 _COMPILE_ERRORS = (
@@ -390,11 +392,12 @@ _COMPILE_ERRORS = (
 _FALLBACK: list[str] = []  # why compiled kernels are unavailable in this process (empty: they are)
 
 
-def _compiler_missing(device: torch.device) -> str | None:
+@functools.lru_cache(maxsize=None)
+def _compiler_missing(device_type: str, cxx: str | None) -> str | None:
     """A reason torch.compile cannot build CPU kernels here (no C++ compiler), else None."""
-    if device.type != "cpu":
+    if device_type != "cpu":
         return None
-    names = [os.environ.get("CXX")] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+    names = [cxx] if cxx else ["g++", "c++", "clang++"]
     return None if any(shutil.which(n) for n in names) else f"no C++ compiler ({', '.join(names)}) on PATH"
 
 
@@ -405,15 +408,17 @@ def _run(kernel: Callable, spec: KernelSpec, device: torch.device, *args) -> obj
     found or compilation fails.
     """
     if spec.kernel == "compiled" and not _FALLBACK:
-        reason = _compiler_missing(device)
+        reason = _compiler_missing(device.type, os.environ.get("CXX"))
         if reason is None:
-            if kernel not in _COMPILED:
-                _COMPILED[kernel] = torch.compile(kernel, dynamic=False, options=_INDUCTOR_OPTIONS)
+            key = (kernel, spec.basis == "bspline")
+            if key not in _COMPILED:
+                options = _BSPLINE_OPTIONS if key[1] else {}
+                _COMPILED[key] = torch.compile(kernel, dynamic=False, options=options)
             for a in args:  # rows vary frame to frame: one kernel for every N
                 if isinstance(a, Tensor) and a.shape == args[0].shape:
                     torch._dynamo.maybe_mark_dynamic(a, 0)
             try:
-                return _COMPILED[kernel](*args)
+                return _COMPILED[key](*args)
             except _COMPILE_ERRORS as err:
                 reason = f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
         _FALLBACK.append(reason)
@@ -438,22 +443,19 @@ def _check_order(order: int) -> None:
         raise NotImplementedError(f"derivative order {order} > {MAX_ORDER} of a TAAFS activation")
 
 
-@torch.library.custom_op("taafs::value", mutates_args=())
-def _value_op(x: Tensor, c: Tensor, basis: str, input_map: str, params: list[float], kernel: str) -> Tensor:
+def _value_impl(x: Tensor, c: Tensor, basis: str, input_map: str, params: list[float], kernel: str) -> Tensor:
     spec = KernelSpec.from_args(basis, input_map, params, kernel)
     return _run(value_kernel, spec, x.device, x, c, spec)
 
 
-@torch.library.custom_op("taafs::forward", mutates_args=())
-def _forward_op(
+def _forward_impl(
     x: Tensor, c: Tensor, basis: str, input_map: str, params: list[float], kernel: str
 ) -> tuple[Tensor, Tensor, Tensor]:
     spec = KernelSpec.from_args(basis, input_map, params, kernel)
     return _run(forward_kernel, spec, x.device, x, c, spec)
 
 
-@torch.library.custom_op("taafs::series", mutates_args=())
-def _series_op(
+def _series_impl(
     t: Tensor, c: Tensor, basis: str, input_map: str, params: list[float], kernel: str, order: int
 ) -> tuple[Tensor, Tensor]:
     _check_order(order + 1)
@@ -461,15 +463,13 @@ def _series_op(
     return _run(series_kernel, spec, t.device, t, c, spec, order)
 
 
-@torch.library.custom_op("taafs::project", mutates_args=())
-def _project_op(t: Tensor, w: Tensor, basis: str, input_map: str, params: list[float], kernel: str, order: int) -> Tensor:
+def _project_impl(t: Tensor, w: Tensor, basis: str, input_map: str, params: list[float], kernel: str, order: int) -> Tensor:
     _check_order(order)
     spec = KernelSpec.from_args(basis, input_map, params, kernel)
     return _run(project_kernel, spec, t.device, t, w, spec, order)
 
 
-@torch.library.custom_op("taafs::series_backward", mutates_args=())
-def _backward_op(
+def _backward_impl(
     t: Tensor, c: Tensor, g0: Tensor | None, g1: Tensor, basis: str, input_map: str, params: list[float],
     kernel: str, order: int,
 ) -> tuple[Tensor, Tensor]:
@@ -478,29 +478,25 @@ def _backward_op(
     return _run(backward_kernel, spec, t.device, t, c, g0, g1, spec, order)
 
 
-@_value_op.register_fake
-def _(x, c, basis, input_map, params, kernel):
-    return torch.empty_like(x)
+class _Op:
+    """A kernel entry point, registered as the torch.library op ``taafs::<name>`` (with a fake
+    implementation for shape propagation). ``torch.compile`` and ``torch.export`` trace it as
+    that one node; an eager call skips the dispatcher (about 0.1 ms a call)."""
+
+    def __init__(self, name: str, impl: Callable, fake: Callable) -> None:
+        self.impl = impl
+        self.op = torch.library.custom_op(f"taafs::{name}", impl, mutates_args=())
+        self.op.register_fake(fake)
+
+    def __call__(self, *args):
+        return (self.op if torch.compiler.is_compiling() else self.impl)(*args)
 
 
-@_forward_op.register_fake
-def _(x, c, basis, input_map, params, kernel):
-    return torch.empty_like(x), torch.empty_like(x), torch.empty_like(x)
-
-
-@_series_op.register_fake
-def _(t, c, basis, input_map, params, kernel, order):
-    return torch.empty_like(t), torch.empty_like(t)
-
-
-@_project_op.register_fake
-def _(t, w, basis, input_map, params, kernel, order):
-    return t.new_empty(t.shape[1], int(params[0]))
-
-
-@_backward_op.register_fake
-def _(t, c, g0, g1, basis, input_map, params, kernel, order):
-    return torch.empty_like(t), torch.empty_like(c)
+_value_op = _Op("value", _value_impl, lambda x, c, *_: torch.empty_like(x))
+_forward_op = _Op("forward", _forward_impl, lambda x, c, *_: (torch.empty_like(x),) * 3)
+_series_op = _Op("series", _series_impl, lambda t, c, *_: (torch.empty_like(t),) * 2)
+_project_op = _Op("project", _project_impl, lambda t, w, b, m, params, *_: t.new_empty(t.shape[1], int(params[0])))
+_backward_op = _Op("series_backward", _backward_impl, lambda t, c, *_: (torch.empty_like(t), torch.empty_like(c)))
 
 
 # ---------------------------------------------------------------------------- autograd

@@ -272,6 +272,104 @@ SUMMARY_COLUMNS = (
 )
 
 
+#: Studies of the equal-time view: the base and TAAFS at equal steps with timed validation
+#: curves, and TAAFS retrained with a complete schedule of the base's training time.
+EQUAL_TIME, EQUAL_TIME_FULL = "equal_time_dp", "equal_time_full_dp"
+
+
+def value_at_time(curve: Sequence[dict], seconds: float) -> dict | None:
+    """The last validation point of ``curve`` reached within ``seconds`` of training time."""
+    reached = [p for p in curve if p.get("train_s") is not None and p["train_s"] <= seconds]
+    return reached[-1] if reached else None
+
+
+def _final_val_f(run: Run) -> float:
+    return float(run.metrics["val_curve"][-1][KEY_F])
+
+
+def equal_time_table(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]] | None:
+    """The equal-wall-time view of :data:`EQUAL_TIME` (+ :data:`EQUAL_TIME_FULL`), or None.
+
+    Per seed: the base's training time T and final validation/test force RMSE; TAAFS's
+    validation force RMSE at T (its last point within T, on the same validation batches); and
+    the test force RMSE of TAAFS trained with a complete schedule sized to T. Training time is
+    the sum of step times (validation excluded); seeds of both rows ran side by side.
+    """
+    study = [r for r in runs if r.experiment == EQUAL_TIME]
+    full = {r.seed: r for r in runs if r.experiment == EQUAL_TIME_FULL}
+    base = {r.seed: r for r in study if r.is_fixed}
+    taafs = {r.seed: r for r in study if not r.is_fixed}
+    seeds = sorted(set(base) & set(taafs))
+    if not seeds:
+        return None
+    cells, at_time, base_val, full_test, base_test = [], [], [], [], []
+    for seed in seeds:
+        b, t = base[seed], taafs[seed]
+        budget = b.metrics["val_curve"][-1]["train_s"]
+        point = value_at_time(t.metrics["val_curve"], budget)
+        f = full.get(seed)
+        base_val.append(_final_val_f(b))
+        base_test.append(float(b.metrics["test"][KEY_F]))
+        if point is not None:
+            at_time.append(float(point[KEY_F]))
+        if f is not None:
+            full_test.append(float(f.metrics["test"][KEY_F]))
+        cells.append([
+            str(seed), f"{budget:.0f}", f"{base_val[-1]:.1f}", f"{base_test[-1]:.1f}",
+            f"{t.metrics['val_curve'][-1]['train_s']:.0f}",
+            "n/a" if point is None else f"{point[KEY_F]:.1f} (step {point['step']})",
+            f"{t.metrics['test'][KEY_F]:.1f}",
+            "not run" if f is None else f"{f.metrics['test'][KEY_F]:.1f} ({f.metrics['steps']} steps, "
+            f"{f.metrics['val_curve'][-1]['train_s']:.0f} s)",
+        ])
+
+    def pm(values: list[float]) -> str:
+        if not values:
+            return "n/a"
+        std = statistics.stdev(values) if len(values) > 1 else math.nan
+        return _fmt_pm(statistics.fmean(values), std, 1)
+
+    cells.append(["mean ± std", "", pm(base_val), pm(base_test), "", pm(at_time),
+                  pm([float(taafs[s].metrics["test"][KEY_F]) for s in seeds]), pm(full_test)])
+    first_b, first_t = base[seeds[0]], taafs[seeds[0]]
+    header = [
+        f"# Equal training time: {first_t.config_label} vs {first_b.config_label}, "
+        f"{first_b.model} on {first_b.data}",
+        "",
+        DISCLAIMER,
+        "",
+        f"Force RMSE in meV/Å. Base and TAAFS trained {first_b.metrics['steps']} steps "
+        f"({first_b.budget} budget) side by side, one thread each; T = the base's training time "
+        "(sum of step times, validation excluded). Two readings of TAAFS at time T: its "
+        "validation error at its last validation point within T (same validation batches as "
+        "the base's final one), and the test error of TAAFS retrained with a complete lr "
+        f"schedule whose length gives T (`{EQUAL_TIME_FULL}`). Code: "
+        f"{', '.join(sorted({str(r.metrics.get('code_version')) for r in [*study, *full.values()]}))}.",
+        "",
+        f"- at T, validation: {_claim(base_val, at_time)}",
+        f"- at T, complete schedule (test): {_claim(base_test, full_test)}",
+        "",
+    ]
+    return header, cells
+
+
+def _claim(base: list[float], other: list[float]) -> str:
+    """Δ% of the means and the Welch verdict of :func:`verdict` for two lists of seeds."""
+    if len(base) < 2 or len(other) < 2:
+        return f"no claim yet: {min(len(base), len(other))} seed(s)"
+    gap_mean = statistics.fmean(base) - statistics.fmean(other)
+    error = math.sqrt(statistics.variance(base) / len(base) + statistics.variance(other) / len(other))
+    gap = math.copysign(math.inf, gap_mean) if error == 0 else gap_mean / error
+    delta = delta_percent(statistics.fmean(other), statistics.fmean(base))
+    return f"ΔF {_fmt_delta(delta)}, {gap:+.1f} SE: {verdict(min(len(base), len(other)), gap)}"
+
+
+EQUAL_TIME_COLUMNS = (
+    "seed", "T (s)", "base val F (final)", "base test F", "TAAFS time (s)", "TAAFS val F at T",
+    "TAAFS test F (all steps)", "TAAFS complete schedule at T: test F",
+)
+
+
 def build_tables(runs: Sequence[Run], out_dir: Path) -> list[Path]:
     """Write every study table and the summary; returns the markdown paths written."""
     studies: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
@@ -302,4 +400,10 @@ def build_tables(runs: Sequence[Run], out_dir: Path) -> list[Path]:
     stem = out_dir / "summary"
     write_table(stem, summary_header, SUMMARY_COLUMNS, summary_cells(runs))
     written.append(stem.with_suffix(".md"))
+    equal_time = equal_time_table(runs)
+    if equal_time is not None:
+        first = next(r for r in runs if r.experiment == EQUAL_TIME)
+        stem = out_dir / f"equal_time__{first.model}__{first.data}"
+        write_table(stem, equal_time[0], EQUAL_TIME_COLUMNS, equal_time[1])
+        written.append(stem.with_suffix(".md"))
     return written

@@ -7,7 +7,7 @@ from taafs_exp.md.calculator import (
     activation_names,
     load_potential,
 )
-from taafs_exp.md.integrate import MDRun, StabilityLimits, make_dynamics, run_md
+from taafs_exp.md.integrate import MDRun, StabilityLimits, frame_atoms, make_dynamics, run_md
 from taafs_exp.md.observables import RDF, energy_drift, radial_distribution, rdf_distance
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "TAAFSCalculator",
     "activation_names",
     "energy_drift",
+    "frame_atoms",
     "load_potential",
     "make_dynamics",
     "radial_distribution",

@@ -20,6 +20,7 @@ from ase.md.md import MolecularDynamics
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
+from taafs_exp.data.frame import Frame
 from taafs_exp.md.observables import min_pair_distance
 from taafs_exp.models.dp import SelOverflowError
 
@@ -67,6 +68,16 @@ class MDRun:
         self.kinetic_energy.append(float(atoms.get_kinetic_energy()))
         self.temperature_K.append(float(atoms.get_temperature()))
         self.min_distance.append(min_distance)
+
+
+def frame_atoms(frame: Frame) -> Atoms:
+    """ASE Atoms of a data Frame (positions and cell in Å)."""
+    return Atoms(
+        numbers=frame.numbers.numpy(),
+        positions=frame.positions.numpy(),
+        cell=frame.cell.numpy(),
+        pbc=frame.pbc.numpy(),
+    )
 
 
 def make_dynamics(

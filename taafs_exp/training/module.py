@@ -110,10 +110,13 @@ class PotentialModule(pl.LightningModule):
         )
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        #: (step, rmse_e_per_atom_meV, rmse_f_meV_per_A) after every validation
-        self.val_curve: list[tuple[int, float, float]] = []
+        #: after every validation: step, rmse_e_per_atom_meV, rmse_f_meV_per_A and train_s, the
+        #: training time so far (sum of step times, s; validation excluded), for equal-time reads
+        self.val_curve: list[dict[str, float]] = []
         #: wall time of each training step (forward, forces, loss, backward, optimizer), s
         self.step_times: list[float] = []
+        #: sum of all step times since step 0 (carried across a resume), s
+        self.train_time_s = 0.0
         self._step_start = 0.0
 
     @property
@@ -182,6 +185,7 @@ class PotentialModule(pl.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.step_times.append(time.perf_counter() - self._step_start)
+        self.train_time_s += self.step_times[-1]
         check_finite(
             {f"weight {name}": p.detach() for name, p in self.named_parameters()},
             f"step {self.global_step - 1}: after the optimizer step (lr "
@@ -227,8 +231,9 @@ class PotentialModule(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         rmse_e, rmse_f = values["val/rmse_e_per_atom_meV"], values["val/rmse_f_meV_per_A"]
-        self.val_curve.append((int(self.global_step), rmse_e, rmse_f))
-        best = min(f for _, _, f in self.val_curve)
+        self.val_curve.append({"step": int(self.global_step), "rmse_e_per_atom_meV": rmse_e,
+                               "rmse_f_meV_per_A": rmse_f, "train_s": round(self.train_time_s, 3)})
+        best = min(row["rmse_f_meV_per_A"] for row in self.val_curve)
         self.log("val/rmse_f_meV_per_A_best", best)
         if self.trainer.is_global_zero:
             print(
@@ -255,10 +260,12 @@ class PotentialModule(pl.LightningModule):
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["val_curve"] = [list(row) for row in self.val_curve]
+        checkpoint["val_curve"] = [dict(row) for row in self.val_curve]
+        checkpoint["train_time_s"] = self.train_time_s
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.val_curve = [tuple(row) for row in checkpoint.get("val_curve", [])]
+        self.val_curve = [dict(row) for row in checkpoint.get("val_curve", [])]
+        self.train_time_s = float(checkpoint.get("train_time_s", 0.0))
 
 
 def sum_terms(terms: dict[str, Tensor]) -> Tensor:

@@ -239,10 +239,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             **{k: test_metrics.get(k) for k in METRIC_NAMES},
             "split": datamodule.describe_split("test"),
         },
-        "val_curve": [
-            {"step": s, "rmse_e_per_atom_meV": e, "rmse_f_meV_per_A": f}
-            for s, e, f in module.val_curve
-        ],
+        "val_curve": module.val_curve,
     }
     write_json_atomic(output_dir / METRICS_FILE, metrics)
     print(summary_table(metrics), flush=True)

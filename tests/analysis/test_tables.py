@@ -158,3 +158,33 @@ def test_residual_curves_get_rows_of_their_own(registry, tmp_path):
     md = (tmp_path / "tables" / "basis_dp__dp__water.md").read_text()
     assert "| chebyshev K=8 layer residual | " in md and "| chebyshev K=8 layer | " in md
     assert "| 95.0 ± 0.0 | -5.0% |" in md
+
+
+def _timed_run(root, experiment, activation, seed, test_f, curve, steps=100):
+    """A run of ``experiment`` whose validation curve is ``[(step, train_s, val F)]``."""
+    folder = write_run(root, activation, seed, 1.0, test_f, num_basis=None if activation == "tanh" else 8)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics.update(experiment=experiment, steps=steps, val_curve=[
+        {"step": s, "train_s": t, "rmse_e_per_atom_meV": 1.0, "rmse_f_meV_per_A": f} for s, t, f in curve
+    ])
+    target = root / experiment / "dp" / "water" / folder.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    folder.rename(target)
+
+
+def test_equal_time_table_reads_taafs_at_the_base_training_time(tmp_path):
+    """TAAFS's validation error is read at its last point within the base's training time T,
+    and the complete-schedule rerun is compared on the test split."""
+    runs = tmp_path / "runs"
+    for seed, (base_f, at_t, full_f) in enumerate([(200.0, 150.0, 140.0), (210.0, 160.0, 150.0), (190.0, 140.0, 130.0)]):
+        _timed_run(runs, "equal_time_dp", "tanh", seed, base_f + 5, [(50, 10.0, 250.0), (100, 20.0, base_f)])
+        _timed_run(runs, "equal_time_dp", "chebyshev", seed, 120.0,
+                   [(50, 12.0, 300.0), (80, 19.9, at_t), (100, 24.0, 100.0)])
+        _timed_run(runs, "equal_time_full_dp", "chebyshev", seed, full_f, [(83, 20.1, 1.0)], steps=83)
+    build_tables(collect_runs(runs), tmp_path / "tables")
+    md = (tmp_path / "tables" / "equal_time__dp__water.md").read_text()
+    assert "| 0 | 20 | 200.0 | 205.0 | 24 | 150.0 (step 80) | 120.0 | 140.0 (83 steps, 20 s) |" in md
+    assert "| mean ± std |  | 200.0 ± 10.0 | 205.0 ± 10.0 |  | 150.0 ± 10.0 | 120.0 ± 0.0 | 140.0 ± 10.0 |" in md
+    assert "at T, validation: ΔF -25.0%, +6.1 SE: TAAFS helped (forces)" in md  # 50 / sqrt(2·100/3)
+    assert "at T, complete schedule (test): ΔF -31.7%" in md
