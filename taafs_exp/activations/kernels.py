@@ -5,16 +5,19 @@ coefficients c of shape ``(C, K)`` (layer sharing is C = 1). Write ``S_m = ∂^m
 ``P_m(w)_{ck} = Σ_n w_nc ∂^m φ_k(g(x_nc)) / ∂x^m`` (its coefficient gradient). Force training
 needs, per activation and step:
 
-* forward: ``(S_0, S_1)`` in one pass (:func:`series_kernel`); the first backward (forces) is
-  then one multiply, ``∂x = grad · S_1``, and runs no ``P`` unless the engine will use ∂c;
+* forward: ``(S_0, S_1)`` and ``t`` in one pass (:func:`forward_kernel`); the first backward
+  (forces) is then one multiply, ``∂x = grad · S_1``, and runs no ``P`` unless the engine will
+  use ∂c (a force evaluation ``grad(E, R)`` does not);
 * double backward: ``∂x = g0 · S_1 + g1 · S_2`` and ``∂c = P_0(g0) + P_1(g1)`` in one pass
   (:func:`backward_kernel`).
 
 Each kernel is a plain function of tensors (the ``eager`` path) that ``torch.compile`` fuses into
 one loop per call (the ``compiled`` path: C++/OpenMP on a CPU, Triton on a GPU, from this one
-source; shapes are dynamic, so new atom or neighbour counts do not recompile). The kernels are
-registered as ``torch.library`` ops (``taafs::series`` …) with fake implementations, so
-``torch.compile`` and ``torch.export`` carry them as single nodes. :class:`_Series` and
+source; the row count is dynamic, so new atom or neighbour counts do not recompile). The entry
+points are registered as ``torch.library`` ops (``taafs::forward`` …) with fake implementations,
+so ``torch.compile`` and ``torch.export`` carry them as single nodes (:class:`_Op`). The eager
+kernels are the fallback where no C++ compiler is found: correct, but many full-size tensors per
+step (``results/bench/activations.md``). :class:`_Series` and
 :class:`_Project` give them autograd: each backward is written with the other at order ``m`` or
 ``m + 1``, so every path is differentiable to the order the chain rule supports (x-derivatives
 up to 3).

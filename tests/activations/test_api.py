@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
@@ -25,11 +26,21 @@ def test_registry_names() -> None:
     assert TRAINABLE == ["bspline", "chebyshev", "fourier", "legendre", "gaussian", "rational"]
 
 
+#: What each fixed activation computes (celu is ANI's, α = 0.1).
+REFERENCE = {"tanh": torch.tanh, "silu": F.silu, "gelu": F.gelu, "relu": F.relu, "softplus": F.softplus,
+             "celu": lambda x: F.celu(x, alpha=0.1)}
+
+
 @pytest.mark.parametrize("name", available_activations())
 def test_every_factory_takes_num_channels(name: str) -> None:
+    """Every factory accepts num_channels; a fixed activation computes its function, a TAAFS
+    curve starts as its base (tanh by default) within its stated init error."""
     act = build_activation(name, num_channels=7)
-    y = act(torch.randn(5, 7))
-    assert y.shape == (5, 7) and torch.isfinite(y).all()
+    x = torch.randn(5, 7)
+    y = act(x)
+    assert y.shape == (5, 7)
+    expected = REFERENCE[name](x) if name in REFERENCE else torch.tanh(x)
+    torch.testing.assert_close(y, expected, atol=getattr(act, "init_error", 0.0) + 1e-6, rtol=0)
 
 
 def test_yaml_stems_match_registry() -> None:
@@ -42,7 +53,9 @@ def test_yaml_instantiates(name: str) -> None:
     assert isinstance(act, nn.Module)
     assert isinstance(act, TAAFS) == (name in TRAINABLE)
     x = torch.linspace(-3, 3, 11)
-    torch.testing.assert_close(act(x), torch.tanh(x) if name in ("tanh",) or isinstance(act, TAAFS) else act(x), atol=5e-3, rtol=0)
+    # a TAAFS yaml starts from the model's base, tanh outside a model config
+    expected = torch.tanh(x) if isinstance(act, TAAFS) else REFERENCE[name](x)
+    torch.testing.assert_close(act(x), expected, atol=5e-3, rtol=0)
 
 
 def test_hydra_style_overrides_reach_the_module() -> None:
@@ -122,14 +135,22 @@ def test_float32_force_pattern_matches_float64(name: str) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", TRAINABLE)
 def test_cuda_matches_cpu(name: str) -> None:
+    """Forces and the force-training gradients (x and coefficients) on CUDA equal the CPU's."""
     act = make(name, "channel")
-    x = torch.randn(32, 3, dtype=torch.float64, requires_grad=True)
-    (g,) = torch.autograd.grad(act(x).sum(), x, create_graph=True)
+    x = torch.randn(32, 3, dtype=torch.float64)
+
+    def force_pattern() -> tuple[torch.Tensor, ...]:
+        act.zero_grad()
+        xx = x.to(act.coefficients.device).requires_grad_()
+        (g,) = torch.autograd.grad(act(xx).sum(), xx, create_graph=True)
+        (gx,) = torch.autograd.grad((g**2).sum(), xx, retain_graph=True)
+        (g**2).sum().backward()
+        return g.detach().cpu(), gx.cpu(), act.coefficients.grad.cpu()
+
+    cpu = force_pattern()
     act.cuda()
-    xc = x.detach().cuda().requires_grad_()
-    (gc,) = torch.autograd.grad(act(xc).sum(), xc, create_graph=True)
-    (gc**2).sum().backward()
-    torch.testing.assert_close(gc.cpu(), g)
+    for a, b in zip(force_pattern(), cpu):
+        torch.testing.assert_close(a, b)
 
 
 def _mlp() -> nn.Sequential:
