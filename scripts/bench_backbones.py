@@ -21,7 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from taafs_exp.activations import FIXED_ACTIVATIONS, available_activations
-from taafs_exp.data import load_dataset
+from taafs_exp.data import Frame, load_dataset
 from taafs_exp.md import TAAFSCalculator, frame_atoms, make_dynamics
 from taafs_exp.machine import cpu_name, load_average, paired_timing
 from taafs_exp.training.module import PotentialModule, cast_floats
@@ -47,10 +47,10 @@ def step_function(module: PotentialModule, batch: dict) -> Callable[[], None]:
     return step
 
 
-def md_step_function(module: PotentialModule) -> Callable[[], None]:
-    """One velocity-Verlet step (neighbour list, energy, forces) on the water example's first
-    frame (64 molecules, 192 atoms), as ``make md`` runs it."""
-    atoms = frame_atoms(load_dataset(ROOT / "data" / "water", "deepmd")[0])
+def md_step_function(module: PotentialModule, frame: Frame) -> Callable[[], None]:
+    """One velocity-Verlet step (neighbour list, energy, forces) from ``frame``, as ``make md``
+    runs it."""
+    atoms = frame_atoms(frame)
     atoms.calc = TAAFSCalculator(module.model)
     dynamics = make_dynamics(atoms, "nve", timestep_fs=0.5, temperature_K=300.0)
     return lambda: dynamics.run(1)
@@ -72,6 +72,7 @@ def bench_model(model: str, base: str, taafs: list[str], repeats: int, md: bool 
         module.model.fit_statistics(datamodule.statistics(), datamodule.train_batches())
     batch = next(iter(datamodule.train_dataloader()))
     steps = {name: step_function(module, batch) for name, module in modules.items()}
+    water = load_dataset(ROOT / "data" / "water", "deepmd")[0] if md else None  # 64 molecules, 192 atoms
     rows = []
     for name in [base, *taafs]:
         first = time.perf_counter()
@@ -85,7 +86,7 @@ def bench_model(model: str, base: str, taafs: list[str], repeats: int, md: bool 
             "first_step_s": first_s, "md_speed": None,
         })
         if md:  # steps per second of the TAAFS calculator over the base one's
-            _, md_ratio = paired_timing(md_step_function(module), md_step_function(modules[base]), repeats)
+            _, md_ratio = paired_timing(md_step_function(module, water), md_step_function(modules[base], water), repeats)
             rows[-1]["md_speed"] = 1 / md_ratio
         print(f"{model:8s} {name:10s} {rows[-1]['step_ms']:8.1f} ms  x{rows[-1]['ratio']:.2f}", flush=True)
     return rows

@@ -237,12 +237,17 @@ def summary_cells(runs: Sequence[Run]) -> list[list[str]]:
 
 
 def standard_errors_apart(base: Row, other: Row, key: str) -> float:
-    """(base mean − other mean) / √(s_b²/n_b + s_o²/n_o): Welch's t, how many standard errors
-    ``other`` lies below ``base`` (NaN with fewer than two seeds in a row)."""
-    if min(len(base.runs), len(other.runs)) < 2:
+    """How many standard errors ``other``'s mean of ``key`` lies below ``base``'s (Welch)."""
+    return welch_gap(base.values(key), other.values(key))
+
+
+def welch_gap(base: Sequence[float], other: Sequence[float]) -> float:
+    """(mean base − mean other) / √(s_b²/n_b + s_o²/n_o): Welch's t, how many standard errors
+    ``other`` lies below ``base`` (NaN with fewer than two values on a side)."""
+    if min(len(base), len(other)) < 2:
         return math.nan
-    error = math.sqrt(base.std(key) ** 2 / len(base.runs) + other.std(key) ** 2 / len(other.runs))
-    gap = base.mean(key) - other.mean(key)
+    error = math.sqrt(statistics.variance(base) / len(base) + statistics.variance(other) / len(other))
+    gap = statistics.fmean(base) - statistics.fmean(other)
     return math.copysign(math.inf, gap) if error == 0 else gap / error
 
 
@@ -357,9 +362,7 @@ def _claim(base: list[float], other: list[float]) -> str:
     """Δ% of the means and the Welch verdict of :func:`verdict` for two lists of seeds."""
     if len(base) < 2 or len(other) < 2:
         return f"no claim yet: {min(len(base), len(other))} seed(s)"
-    gap_mean = statistics.fmean(base) - statistics.fmean(other)
-    error = math.sqrt(statistics.variance(base) / len(base) + statistics.variance(other) / len(other))
-    gap = math.copysign(math.inf, gap_mean) if error == 0 else gap_mean / error
+    gap = welch_gap(base, other)
     delta = delta_percent(statistics.fmean(other), statistics.fmean(base))
     return f"ΔF {_fmt_delta(delta)}, {gap:+.1f} SE: {verdict(min(len(base), len(other)), gap)}"
 
