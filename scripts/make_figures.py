@@ -1,10 +1,10 @@
-"""Draw every figure from the results registry, without training.
+"""Draw every figure from the run store (results/runs), without training.
 
     python scripts/make_figures.py [--runs results/runs] [--out results/figures]
 """
 
-from taafs_exp.analysis.cli import registry_main
+from taafs_exp.analysis.cli import run_store_main
 from taafs_exp.analysis.figures import build_figures
 
 if __name__ == "__main__":
-    registry_main(__doc__.splitlines()[0], build_figures, "figures")
+    run_store_main(__doc__.splitlines()[0], build_figures, "figures")

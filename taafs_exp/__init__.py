@@ -1,6 +1,6 @@
 """TAAFS experiment suite: trainable adaptive activations for neural force fields."""
 
-from taafs_exp.training.registry import register_resolvers
+from taafs_exp.training.run_store import register_resolvers
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
-"""A study end to end: `run.py -m experiment=...` fills the registry, a restart skips finished
-runs, and the tables and figures rebuild from the registry alone."""
+"""A study end to end: `run.py -m experiment=...` fills the run store, a restart skips finished
+runs, and the tables and figures rebuild from the run store alone."""
 
 import json
 import subprocess
@@ -21,7 +21,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def sweep(root: Path, *grid: str) -> subprocess.CompletedProcess:
-    """A study's grid, 4 steps, registry under ``root``; by default the two-point basis_dp grid
+    """A study's grid, 4 steps, run store under ``root``; by default the two-point basis_dp grid
     (tanh, bspline; seed 0)."""
     grid = grid or ("experiment=basis_dp", "activation=tanh,bspline")
     return subprocess.run(
@@ -35,18 +35,18 @@ def sweep(root: Path, *grid: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
+def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
     proc = sweep(root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "results" / "runs"
 
 
-def test_sweep_writes_one_registry_entry_per_grid_point(registry):
-    study = registry / "basis_dp" / "dp_cpu" / "water"
+def test_sweep_writes_one_run_per_grid_point(store):
+    study = store / "basis_dp" / "dp_cpu" / "water"
     assert sorted(p.name for p in study.iterdir() if p.is_dir()) == [
         "bspline-8-layer-s0", "tanh-na-fixed-s0"]
-    runs = collect_runs(registry)
+    runs = collect_runs(store)
     assert {(r.activation, r.experiment, r.budget, r.seed) for r in runs} == {
         ("tanh", "basis_dp", "cpu", 0), ("bspline", "basis_dp", "cpu", 0)}
     assert all(r.metrics["steps"] == 4 for r in runs)
@@ -56,17 +56,17 @@ def test_sweep_writes_one_registry_entry_per_grid_point(registry):
     assert not (study / "tanh-na-fixed-s0" / SNAPSHOT_FILE).exists()
 
 
-def test_restart_skips_finished_runs(registry):
+def test_restart_skips_finished_runs(store):
     """A restart neither retrains a finished run nor overwrites its metrics or saved config; a
     restart whose config would train another model is refused, naming the differing key."""
-    finished = sorted(registry.rglob("metrics.json")) + sorted(registry.rglob(".hydra/*.yaml"))
+    finished = sorted(store.rglob("metrics.json")) + sorted(store.rglob(".hydra/*.yaml"))
     assert len(finished) == 2 + 2 * 3
     before = [p.read_bytes() for p in finished]
-    proc = sweep(registry.parents[1])
+    proc = sweep(store.parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("finished already, skipped") == 2
     assert [p.read_bytes() for p in finished] == before
-    proc = sweep(registry.parents[1], "experiment=basis_dp", "activation=tanh",
+    proc = sweep(store.parents[1], "experiment=basis_dp", "activation=tanh",
                  "training.loss.start_pref_e=0.5")
     assert proc.returncode != 0
     assert "tanh-na-fixed-s0: holds a finished run trained with another config" in proc.stderr
@@ -74,9 +74,9 @@ def test_restart_skips_finished_runs(registry):
     assert [p.read_bytes() for p in finished] == before
 
 
-def test_snapshot_holds_the_trained_curves(registry):
+def test_snapshot_holds_the_trained_curves(store):
     """The stored curves are the final model's activations evaluated on the stored grid."""
-    folder = registry / "basis_dp" / "dp_cpu" / "water" / "bspline-8-layer-s0"
+    folder = store / "basis_dp" / "dp_cpu" / "water" / "bspline-8-layer-s0"
     snapshot = json.loads((folder / SNAPSHOT_FILE).read_text())
     ckpt = torch.load(folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     module = PotentialModule(**ckpt["hyper_parameters"])
@@ -98,15 +98,15 @@ def test_snapshot_holds_the_trained_curves(registry):
     assert steps[0] == 0 and steps[-1] == 4 and steps == sorted(set(steps))
 
 
-def test_identical_run_of_another_study_is_reused(registry):
+def test_identical_run_of_another_study_is_reused(store):
     """sharing_dp's (bspline, layer, seed 0) is basis_dp's (bspline, seed 0): its results are
     taken, not retrained; (bspline, channel) differs and trains."""
-    proc = sweep(registry.parents[1], "experiment=sharing_dp", "activation=bspline",
+    proc = sweep(store.parents[1], "experiment=sharing_dp", "activation=bspline",
                  "activation.share=layer,channel")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("identical to a finished run, reused") == 1
-    original = registry / "basis_dp" / "dp_cpu" / "water" / "bspline-8-layer-s0"
-    study = registry / "sharing_dp" / "dp_cpu" / "water"
+    original = store / "basis_dp" / "dp_cpu" / "water" / "bspline-8-layer-s0"
+    study = store / "sharing_dp" / "dp_cpu" / "water"
     reused = json.loads((study / "bspline-8-layer-s0" / "metrics.json").read_text())
     expected = json.loads((original / "metrics.json").read_text())
     assert reused.pop("reused_from") == "basis_dp/dp_cpu/water/bspline-8-layer-s0"
@@ -120,8 +120,8 @@ def test_identical_run_of_another_study_is_reused(registry):
     assert (study / "bspline-8-channel-s0" / "checkpoints" / "last.ckpt").exists()
 
 
-def test_tables_and_figures_rebuild_from_the_registry(registry, tmp_path):
-    runs = [run for run in collect_runs(registry) if run.experiment == "basis_dp"]
+def test_tables_and_figures_rebuild_from_the_run_store(store, tmp_path):
+    runs = [run for run in collect_runs(store) if run.experiment == "basis_dp"]
     tables = build_tables(runs, tmp_path / "tables")
     text = (tmp_path / "tables" / "basis_dp__dp_cpu__water.md").read_text()
     assert "bspline K=8 layer" in text and "tanh (base, basis_dp)" in text

@@ -11,7 +11,7 @@ from taafs_exp.analysis.collect import Run, collect_runs
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def registry_main(
+def run_store_main(
     description: str, build: Callable[[Sequence[Run], Path], list[Path]], out_name: str
 ) -> None:
     """Parse ``--runs`` (default results/runs) and ``--out`` (results/<out_name>), build, list."""

@@ -1,4 +1,4 @@
-"""Read the results registry: every finished run's ``metrics.json`` as one flat record."""
+"""Read the run store (results/runs): every finished run's ``metrics.json`` as one flat record."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from taafs_exp.activations.registry import FIXED_ACTIVATIONS
 from taafs_exp.training.rebuild import read_json
-from taafs_exp.training.registry import METRICS_FILE
+from taafs_exp.training.run_store import METRICS_FILE
 
 
 

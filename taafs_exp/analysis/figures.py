@@ -1,4 +1,4 @@
-"""Figures from the results registry (matplotlib): each function returns a Figure.
+"""Figures from the run store, results/runs (matplotlib): each function returns a Figure.
 
 - :func:`plot_activation_curves` — every learned curve of a run beside its base activation, over
   the histogram of the inputs the layer sees (the paper's Fig. 1);

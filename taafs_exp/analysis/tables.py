@@ -1,4 +1,4 @@
-"""RMSE tables from the results registry: one per study × model × data, and a summary.
+"""RMSE tables from the run store (results/runs): one per study × model × data, and a summary.
 
 Every number is mean ± sample std over seeds of the test-split RMSE; Δ% compares a row's mean
 with the fixed base activation of the same study (negative = TAAFS lower error).

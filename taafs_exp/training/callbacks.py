@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from taafs_exp.activations.core import TAAFS
 from taafs_exp.training.errors import RunInterrupted
 from taafs_exp.training.module import cast_floats
-from taafs_exp.training.registry import write_json_atomic
+from taafs_exp.training.run_store import write_json_atomic
 
 #: File name of the snapshot in a run folder.
 SNAPSHOT_FILE = "activations.json"

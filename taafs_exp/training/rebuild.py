@@ -2,7 +2,7 @@
 
 A checkpoint stores the model config it was trained with (``hyper_parameters.model``). Handing
 such a config to ``hydra.utils.instantiate`` would run whatever callable the file names (Hydra
-resolves any attribute path, e.g. ``taafs_exp.training.registry.shutil.copyfile``). Here nothing
+resolves any attribute path, e.g. ``taafs_exp.training.run_store.shutil.copyfile``). Here nothing
 is imported by a path read from a file: the backbone's ``_target_`` must be one of
 :data:`POTENTIALS`, every nested ``_target_`` the activation factory (built by registry name
 with :func:`taafs_exp.activations.build_activation`), the optimizer one of :data:`OPTIMIZERS`,

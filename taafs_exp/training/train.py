@@ -25,7 +25,7 @@ from taafs_exp.training.rebuild import (
     potential_class,
     read_json,
 )
-from taafs_exp.training.registry import (
+from taafs_exp.training.run_store import (
     METRICS_FILE,
     check_same_training,
     differing_keys,
@@ -159,7 +159,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     config trains another model). A folder without it resumes from its own
     ``checkpoints/last.ckpt`` (``ckpt_path`` names another), or trains from scratch. With
     ``reuse_identical_runs`` (the studies), a run identical to a finished run of another study
-    under ``paths.registry_dir`` takes its results instead (``taafs_exp.training.registry``).
+    under ``paths.registry_dir`` takes its results instead (``taafs_exp.training.run_store``).
     """
     start = time.perf_counter()
     check_config(cfg)
@@ -171,11 +171,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print(f"finished already, skipped: {finished}", flush=True)
         return read_json(finished)
     if cfg.get("reuse_identical_runs") and not cfg.get("ckpt_path"):
-        registry = Path(cfg.paths.registry_dir)
-        twin = find_identical_run(cfg, registry, output_dir)
+        store = Path(cfg.paths.registry_dir)
+        twin = find_identical_run(cfg, store, output_dir)
         if twin is not None:
             print(f"identical to a finished run, reused: {twin}", flush=True)
-            return reuse_run(twin, output_dir, cfg.get("experiment_name", "single"), registry)
+            return reuse_run(twin, output_dir, cfg.get("experiment_name", "single"), store)
     ckpt_path = resume_checkpoint(cfg, output_dir)
     if ckpt_path is None:
         clear_stale_checkpoints(output_dir)

@@ -1,4 +1,4 @@
-"""Tables from a fixture registry: mean ± std, Δ%, best marks, summary verdict."""
+"""Tables from a fixture run store: mean ± std, Δ%, best marks, summary verdict."""
 
 import json
 import statistics
@@ -42,7 +42,7 @@ def write_run(root, activation, seed, rmse_e, rmse_f, num_basis=None, extra=0, r
 
 
 @pytest.fixture
-def registry(tmp_path):
+def store(tmp_path):
     runs = tmp_path / "runs"
     for seed, (e, f) in enumerate([(1.0, 100.0), (1.2, 110.0), (1.1, 90.0)]):
         write_run(runs, "tanh", seed, e, f)
@@ -55,17 +55,17 @@ def registry(tmp_path):
     return runs
 
 
-def test_collect_ignores_unfinished_and_untested_runs(registry):
-    untested = write_run(registry, "fourier", 0, None, None, num_basis=8, extra=64)  # test=false
+def test_collect_ignores_unfinished_and_untested_runs(store):
+    untested = write_run(store, "fourier", 0, None, None, num_basis=8, extra=64)  # test=false
     assert json.loads((untested / "metrics.json").read_text())["test"]["rmse_f_meV_per_A"] is None
-    runs = collect_runs(registry)
+    runs = collect_runs(store)
     assert len(runs) == 6
     assert {r.activation for r in runs} == {"tanh", "chebyshev"}
 
 
-def test_study_table_numbers(registry, tmp_path):
+def test_study_table_numbers(store, tmp_path):
     out = tmp_path / "tables"
-    build_tables(collect_runs(registry), out)
+    build_tables(collect_runs(store), out)
     md = (out / "basis_dp__dp__water.md").read_text()
     f_mean, f_std = statistics.fmean([80.0, 85.0, 75.0]), statistics.stdev([80.0, 85.0, 75.0])
     assert f"**{f_mean:.1f} ± {f_std:.1f}**" in md  # best force row in bold
@@ -105,27 +105,27 @@ def test_summary_calls_a_gap_inside_the_seed_spread_noise(tmp_path):
     assert "TAAFS did not help: within seed noise (forces)" in summary
 
 
-def test_summary_claims_a_gap_beyond_two_standard_errors(registry, tmp_path):
-    build_tables(collect_runs(registry), tmp_path / "tables")
+def test_summary_claims_a_gap_beyond_two_standard_errors(store, tmp_path):
+    build_tables(collect_runs(store), tmp_path / "tables")
     summary = (tmp_path / "tables" / "summary.md").read_text()
     assert "| +3.1 |" in summary  # (100 - 80) / sqrt(10²/3 + 5²/3)
     assert "TAAFS helped (forces)" in summary
 
 
-def test_study_without_baseline_borrows_the_same_budget_baseline(registry, tmp_path):
+def test_study_without_baseline_borrows_the_same_budget_baseline(store, tmp_path):
     for seed, f in enumerate([70.0, 72.0, 74.0]):
-        folder = write_run(registry, "bspline", seed, 0.9, f, num_basis=16, extra=128)
+        folder = write_run(store, "bspline", seed, 0.9, f, num_basis=16, extra=128)
         metrics = json.loads((folder / "metrics.json").read_text())
         metrics["experiment"] = "knots_dp"
         if seed == 0:  # as if identical to a basis_dp run (train() copies such a run)
             metrics["reused_from"] = "basis_dp/dp/water/bspline-16-s0"
         (folder / "metrics.json").write_text(json.dumps(metrics))
     for seed in range(2):  # another study's tanh rows at the same budget are not pooled in
-        folder = write_run(registry, "tanh", seed + 10, 1.0, 500.0)
+        folder = write_run(store, "tanh", seed + 10, 1.0, 500.0)
         metrics = json.loads((folder / "metrics.json").read_text())
         metrics["experiment"] = "another_dp"
         (folder / "metrics.json").write_text(json.dumps(metrics))
-    runs = collect_runs(registry)
+    runs = collect_runs(store)
     rows, base = study_rows([r for r in runs if r.experiment == "knots_dp"], runs)
     assert rows[0] is base and (base.label, base.first.experiment) == ("tanh", "basis_dp")
     assert len(base.runs) == 3
@@ -151,10 +151,10 @@ def test_summary_makes_no_claim_from_fewer_than_three_seeds(tmp_path):
     assert "helped" not in summary
 
 
-def test_residual_curves_get_rows_of_their_own(registry, tmp_path):
+def test_residual_curves_get_rows_of_their_own(store, tmp_path):
     for seed in range(3):
-        write_run(registry, "chebyshev", seed, 0.9, 95.0, num_basis=8, extra=64, residual=True)
-    build_tables(collect_runs(registry), tmp_path / "tables")
+        write_run(store, "chebyshev", seed, 0.9, 95.0, num_basis=8, extra=64, residual=True)
+    build_tables(collect_runs(store), tmp_path / "tables")
     md = (tmp_path / "tables" / "basis_dp__dp__water.md").read_text()
     assert "| chebyshev K=8 layer residual | " in md and "| chebyshev K=8 layer | " in md
     assert "| 95.0 ± 0.0 | -5.0% |" in md

@@ -13,7 +13,7 @@ from taafs_exp.data import keys as K
 from taafs_exp.training.errors import NonFiniteError
 from taafs_exp.training.module import PotentialModule, check_finite
 from taafs_exp.training.rebuild import load_checkpoint
-from taafs_exp.training.registry import write_json_atomic
+from taafs_exp.training.run_store import write_json_atomic
 from test_loss import MODEL, training
 from test_run import TINY_DP
 

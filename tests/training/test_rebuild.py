@@ -34,15 +34,15 @@ TINY_DP = {
 
 def payloads(src: Path, dst: Path) -> dict[str, dict]:
     """Model configs that would write or overwrite ``dst`` if anything they name were called."""
-    copy = {"_target_": "taafs_exp.training.registry.shutil.copyfile", "_args_": [str(src), str(dst)]}
+    copy = {"_target_": "taafs_exp.training.run_store.shutil.copyfile", "_args_": [str(src), str(dst)]}
     nested_option = {**TINY_DP, "embedding_activation": {
         "_target_": "taafs_exp.activations.build_activation", "_partial_": True, "name": "chebyshev",
         "num_basis": 4, "base": copy}}
     return {
         "copyfile": copy,
-        "write_json": {"_target_": "taafs_exp.training.registry.write_json_atomic",
+        "write_json": {"_target_": "taafs_exp.training.run_store.write_json_atomic",
                        "path": str(dst), "payload": {"pwned": True}},
-        "os_system": {"_target_": "taafs_exp.training.registry.os.system",
+        "os_system": {"_target_": "taafs_exp.training.run_store.os.system",
                       "_args_": [f"touch {dst}"]},
         "subprocess": {"_target_": "taafs_exp.machine.subprocess.run",
                        "_args_": [["touch", str(dst)]]},

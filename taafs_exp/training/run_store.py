@@ -1,5 +1,5 @@
-"""The results registry's files: written atomically, left alone once finished, reused across
-studies.
+"""The run store, results/runs/: files written atomically, finished runs left alone, identical
+runs reused across studies.
 
 A run folder is finished when it holds ``metrics.json`` (``METRICS_FILE``, written last). A
 restarted sweep skips it (``train``) and Hydra does not overwrite its saved config
@@ -119,11 +119,11 @@ def run_choices(cfg: DictConfig) -> dict[str, str]:
     }
 
 
-def find_identical_run(cfg: DictConfig, registry: Path, output_dir: Path) -> Path | None:
-    """A finished, trained (not itself reused) run under ``registry`` whose training equals
-    ``cfg``'s, or None. Runs are ``<registry>/<study>/<model>/<data>/<run>/``."""
+def find_identical_run(cfg: DictConfig, store: Path, output_dir: Path) -> Path | None:
+    """A finished, trained (not itself reused) run under ``store`` whose training equals
+    ``cfg``'s, or None. Runs are ``<store>/<study>/<model>/<data>/<run>/``."""
     identity, choices = training_identity(cfg), run_choices(cfg)
-    for config_file in sorted(registry.glob("*/*/*/*/.hydra/config.yaml")):
+    for config_file in sorted(store.glob("*/*/*/*/.hydra/config.yaml")):
         run_dir = config_file.parent.parent
         metrics_file = run_dir / METRICS_FILE
         if run_dir.resolve() == output_dir.resolve() or not metrics_file.exists():
@@ -138,15 +138,15 @@ def find_identical_run(cfg: DictConfig, registry: Path, output_dir: Path) -> Pat
     return None
 
 
-def reuse_run(twin: Path, output_dir: Path, experiment: str, registry: Path) -> dict[str, Any]:
+def reuse_run(twin: Path, output_dir: Path, experiment: str, store: Path) -> dict[str, Any]:
     """Copy ``twin``'s results into ``output_dir`` as a run of ``experiment``; ``metrics.json``
-    names its source (``reused_from``, relative to the registry) and is written last."""
+    names its source (``reused_from``, relative to the store) and is written last."""
     output_dir.mkdir(parents=True, exist_ok=True)
     for name in RESULT_FILES:
         if (twin / name).exists():
             shutil.copyfile(twin / name, output_dir / name)
     metrics = read_json(twin / METRICS_FILE)
     metrics["experiment"] = experiment
-    metrics["reused_from"] = str(twin.resolve().relative_to(registry.resolve()))
+    metrics["reused_from"] = str(twin.resolve().relative_to(store.resolve()))
     write_json_atomic(output_dir / METRICS_FILE, metrics)
     return metrics
