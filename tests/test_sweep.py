@@ -12,8 +12,9 @@ import torch
 from taafs_exp.analysis.collect import collect_runs
 from taafs_exp.analysis.figures import build_figures
 from taafs_exp.analysis.tables import build_tables
-from taafs_exp.training.callbacks import SNAPSHOT_FILE, taafs_modules
+from taafs_exp.training.callbacks import taafs_modules
 from taafs_exp.training.module import PotentialModule
+from taafs_exp.training.run_store import SNAPSHOT_FILE
 from test_run import TINY_DP
 
 ROOT = Path(__file__).resolve().parents[1]

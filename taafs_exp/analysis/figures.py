@@ -29,8 +29,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from taafs_exp.analysis.collect import Run  # noqa: E402
 from taafs_exp.analysis.tables import KEY_F, Row, study_rows  # noqa: E402
-from taafs_exp.training.callbacks import SNAPSHOT_FILE  # noqa: E402
 from taafs_exp.training.rebuild import read_json  # noqa: E402
+from taafs_exp.training.run_store import SNAPSHOT_FILE  # noqa: E402
 
 
 def _short(name: str) -> str:

@@ -28,10 +28,8 @@ from torch import Tensor, nn
 from taafs_exp.activations.core import TAAFS
 from taafs_exp.training.errors import RunInterrupted
 from taafs_exp.training.module import cast_floats
-from taafs_exp.training.run_store import write_json_atomic
+from taafs_exp.training.run_store import SNAPSHOT_FILE, write_json_atomic
 
-#: File name of the snapshot in a run folder.
-SNAPSHOT_FILE = "activations.json"
 #: The run folder's checkpoints and the one a rerun resumes from.
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"

@@ -30,6 +30,8 @@ from taafs_exp.training.errors import ConfigError
 from taafs_exp.training.rebuild import read_json, read_saved_config
 
 METRICS_FILE = "metrics.json"
+# the TAAFS curves of a run (written by callbacks.ActivationSnapshot, drawn by analysis.figures)
+SNAPSHOT_FILE = "activations.json"
 # config keys that name a study, place its output or only change how fast it runs
 STUDY_KEYS = frozenset(
     {"experiment_name", "tags", "task_name", "torch_threads", "ckpt_path", "logger",
@@ -38,7 +40,7 @@ STUDY_KEYS = frozenset(
 # callbacks that only decide where and how often checkpoints are written (not the trained model)
 CHECKPOINT_CALLBACKS = frozenset({"model_checkpoint", "run_checkpoint"})
 # the files a reused run takes from its twin (checkpoints stay with the original run)
-RESULT_FILES = ("activations.json",)
+RESULT_FILES = (SNAPSHOT_FILE,)
 
 
 def subdir_unless_finished(output_dir: str, subdir: str) -> str | None:
