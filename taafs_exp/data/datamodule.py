@@ -22,6 +22,8 @@ from taafs_exp.data.stats import DatasetStatistics
 log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
+#: The split when ``data.split`` is null: random frames, 80/10/10, seeded by ``split_seed``.
+RANDOM_SPLIT = {"fractions": [0.8, 0.1, 0.1]}
 
 
 class GraphDataset(Dataset):
@@ -51,10 +53,10 @@ def split_indices(
         systems: the system name of every frame (e.g. ``data_0`` for a deepmd folder).
         split: ``{"train": [names], "val": [names], "test": [names]}`` to split by named
             systems, or ``{"fractions": [f_train, f_val, f_test]}`` for a random split seeded by
-            ``seed``; None means fractions 0.8/0.1/0.1.
+            ``seed``; None means :data:`RANDOM_SPLIT`.
         source: the data path, named in errors.
     """
-    split = dict(split or {"fractions": [0.8, 0.1, 0.1]})
+    split = dict(split or RANDOM_SPLIT)
     num_frames = len(systems)
     if "fractions" in split:
         fractions = [float(f) for f in split["fractions"]]
@@ -213,7 +215,7 @@ class AtomsDataModule(pl.LightningDataModule):
         """E.g. ``test: data_3 (100 frames)`` or ``test: random 10% (seed 0, 40 frames)``."""
         self.setup()
         count = len(self.frames[stage])
-        split = self.split or {"fractions": [0.8, 0.1, 0.1]}
+        split = self.split or RANDOM_SPLIT
         if "fractions" in split:
             share = 100 * float(split["fractions"][STAGES.index(stage)])
             return f"{stage}: random {share:.0f}% (seed {self.split_seed}, {count} frames)"

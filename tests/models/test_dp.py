@@ -11,8 +11,9 @@ import pytest
 import torch
 from ase import Atoms
 from ase.neighborlist import neighbor_list as ase_neighbor_list
-from backbone_suite import CONF, build_model
+from backbone_suite import build_model
 from cases import ModelCase
+from helpers import compose_config
 from water_frames import make_frame
 from omegaconf import OmegaConf
 
@@ -44,9 +45,11 @@ def mlp_size(n_in: int, widths: list[int], resnet_dt: bool) -> int:
 
 def test_water_parameter_count():
     """DeePMD-kit's water se_e2_a with tanh: 2 embedding nets (1→25→50→100) and 2 fitting nets
-    (1600→240→240→240→1, idt on the 240→240 layers): 12 900 + 1 001 282 = 1 014 182."""
-    cfg = OmegaConf.load(CONF / "model" / "dp.yaml")
+    (1600→240→240→240→1, idt on the 240→240 layers): 12 900 + 1 001 282 = 1 014 182. model=dp
+    on data=water (its type_map and sel: conf/data_model/water_dp.yaml)."""
+    cfg = compose_config(["model=dp", "activation=tanh"]).model
     cfg.embedding_activation = cfg.fitting_activation = None
+    assert (list(cfg.type_map), list(cfg.sel)) == (["O", "H"], [46, 92])
     model = DeepPotSeA(**{k: v for k, v in OmegaConf.to_container(cfg).items() if k != "_target_"})
     ntypes, neuron = len(cfg.type_map), list(cfg.neuron)
     d_in = neuron[-1] * cfg.axis_neuron
