@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
+import ase.io
+import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
@@ -46,7 +49,7 @@ def test_md_validate_writes_report_and_summary(tiny_checkpoint, tmp_path):
     assert report["model"]["activation"] == "chebyshev"
     assert report["reference_frames"] == 80  # every frame of data_3
     assert report["nve"]["steps_done"] == 10 and report["nve"]["stable"]
-    assert report["nve"]["energy"]["fluctuation_meV_per_atom"] >= 0
+    assert_energy_matches_trajectory(report["nve"], out / "nve.traj")
     assert report["nvt"]["rdf_snapshots"] == 3  # steps 10, 15, 20
     assert set(report["nvt"]["rdf"]) == {"O-O", "O-H", "H-H", "total_distance_A"}
     assert report["nvt"]["rdf"]["total_distance_A"] > 0
@@ -56,3 +59,22 @@ def test_md_validate_writes_report_and_summary(tiny_checkpoint, tmp_path):
     summary = (results / "summary.md").read_text()
     assert "| tiny | chebyshev |" in summary
     assert (results / "rdf_comparison.png").exists()
+
+
+def assert_energy_matches_trajectory(nve: dict, trajectory: Path) -> None:
+    """The NVE drift and fluctuation against the total energies E_i (meV/atom) that nve.traj
+    holds at steps 0, 5, 10 (every log step is a snapshot here). For three equally spaced
+    samples the least-squares line has slope (E_2 − E_0)/(t_2 − t_0) and residuals
+    c·(1, −2, 1) with c = (E_0 − 2E_1 + E_2)/6, so their std is √2·|c|."""
+    frames = ase.io.read(trajectory, ":")
+    assert len(frames) == 3
+    e = [1000.0 * (a.get_potential_energy() + a.get_kinetic_energy()) / len(a) for a in frames]
+    span_ps = 10 * nve["timestep_fs"] / 1000.0
+    c = (e[0] - 2.0 * e[1] + e[2]) / 6.0
+    energy = nve["energy"]
+    assert energy["samples"] == 3
+    assert energy["drift_meV_per_atom_per_ps"] == pytest.approx((e[2] - e[0]) / span_ps, rel=1e-6)
+    assert energy["fluctuation_meV_per_atom"] == pytest.approx(math.sqrt(2.0) * abs(c), rel=1e-6)
+    assert energy["max_deviation_meV_per_atom"] == pytest.approx(
+        max(abs(e[1] - e[0]), abs(e[2] - e[0])), rel=1e-6
+    )
