@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-all study bench-activations bench-neighbors bench-backbones data-xtb data-emt tables figures md deepmd compare-deepmd
+.PHONY: help install run test test-all study md-study bench-activations bench-neighbors bench-backbones data-xtb data-emt tables figures md deepmd compare-deepmd
 
 help:  ## List the targets with one line each
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-20s %s\n",$$1,$$2}'
@@ -57,6 +57,19 @@ CKPT ?= $(lastword $(sort $(wildcard outputs/train/*/checkpoints/best.ckpt)))
 md: $(STAMP)  ## MD validation (NVE/NVT water, drift, RDFs) of CKPT (default: the newest `make run`) -> results/md/
 	@test -n "$(CKPT)" || { echo "no checkpoint: run 'make run' first or pass CKPT=<path to best.ckpt>"; exit 2; }
 	$(PY) scripts/md_validate.py checkpoint=$(CKPT)
+
+MD_STUDY ?= md_dp
+MD_RUNS  ?= *
+MD_LONG  ?= nve.steps=20000 nvt.steps=42000 nvt.equilibration_steps=2000 snapshot_interval=40
+md-study: $(STAMP)  ## Train (or resume) MD_STUDY, then 21 ps NVT + 10 ps NVE on each of its runs -> results/md/MD_STUDY/
+	$(PY) run.py -m experiment=$(MD_STUDY) trainer.enable_progress_bar=false torch_threads=1
+	@for run in results/runs/$(MD_STUDY)/*/*/$(MD_RUNS)/; do \
+	  name=$(MD_STUDY)/$$(basename $$run); \
+	  test -f $$run/metrics.json || { echo "$$run: not finished, no MD"; continue; }; \
+	  test -f results/md/$$name/report.json && { echo "$$name: MD done"; continue; }; \
+	  $(PY) scripts/md_validate.py checkpoint=$$run/checkpoints/last.ckpt name=$$name $(MD_LONG) \
+	    || exit 1; \
+	done
 
 deepmd: $(STAMP)  ## Install DeePMD-kit 3.2.0 and the dependencies this venv lacks into .deepmd/ (uses this venv's torch)
 	$(VENV)/bin/pip install --no-deps --target .deepmd deepmd-kit==3.2.0 dargs==0.5.1 wcmatch==12.0.1 \

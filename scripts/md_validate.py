@@ -34,6 +34,8 @@ from taafs_exp.md import (  # noqa: E402
     run_md,
 )
 from taafs_exp.md.report import (  # noqa: E402
+    equilibrated_temperature,
+    md_goals,
     nve_analysis,
     rdf_analysis,
     rdf_curves,
@@ -105,6 +107,10 @@ def main(cfg: DictConfig) -> None:
         cfg.rdf.r_max,
         cfg.rdf.num_bins,
     )
+    nvt_summary = {
+        **run_summary(nvt),
+        "temperature_K_equilibrated": equilibrated_temperature(nvt, cfg.nvt.equilibration_steps),
+    }
     sampled = [
         p for s, p in zip(nvt.snapshot_steps, nvt.snapshots) if s >= cfg.nvt.equilibration_steps
     ]
@@ -139,12 +145,16 @@ def main(cfg: DictConfig) -> None:
         "reference_frames": len(frames),
         "nve": {**run_summary(nve), "energy": nve_analysis(nve)},
         "nvt": {
-            **run_summary(nvt),
+            **nvt_summary,
             "rdf_snapshots": len(sampled),
             "rdf": rdf_analysis(model_rdf, reference) if model_rdf else None,
         },
         "rdf_curves": rdf_curves(model_rdf) if model_rdf else None,
         "reference_rdf": rdf_curves(reference),
+    }
+    report["goals"] = {
+        "criteria": OmegaConf.to_container(cfg.goals),
+        "met": md_goals(report, cfg.goals),
     }
     write_run_report(out_dir, report, nve, nvt)
     print(write_summary(Path(cfg.results_dir)), flush=True)

@@ -8,7 +8,13 @@ from taafs_exp.md.calculator import (
     load_potential,
 )
 from taafs_exp.md.integrate import MDRun, StabilityLimits, frame_atoms, make_dynamics, run_md
-from taafs_exp.md.observables import RDF, energy_drift, radial_distribution, rdf_distance
+from taafs_exp.md.observables import (
+    RDF,
+    energy_drift,
+    first_peak,
+    radial_distribution,
+    rdf_distance,
+)
 
 __all__ = [
     "RDF",
@@ -21,6 +27,7 @@ __all__ = [
     "frame_atoms",
     "load_potential",
     "make_dynamics",
+    "first_peak",
     "radial_distribution",
     "rdf_distance",
     "run_md",

@@ -153,6 +153,27 @@ def radial_distribution(
     return rdfs
 
 
+def first_peak(rdf: RDF) -> tuple[float, float]:
+    """Position (Å) and height of g(r)'s first peak: the maximum of the first run of bins with
+    g > 1 (the first coordination shell; robust to noise wiggles on its flanks), refined by the
+    vertex of the parabola through that bin and its two neighbours, so the position resolves
+    below the bin width. ValueError when g never exceeds 1."""
+    above = np.flatnonzero(rdf.g > 1.0)
+    if above.size == 0:
+        raise ValueError(f"first_peak: g{rdf.pair} never exceeds 1")
+    start = above[0]
+    below = np.flatnonzero(rdf.g[start:] <= 1.0)
+    stop = start + int(below[0]) if below.size else rdf.g.size
+    k = start + int(np.argmax(rdf.g[start:stop]))
+    if not 0 < k < rdf.g.size - 1:
+        return float(rdf.r[k]), float(rdf.g[k])
+    left, mid, right = rdf.g[k - 1 : k + 2]
+    curvature = left - 2.0 * mid + right
+    offset = 0.0 if curvature == 0 else 0.5 * (left - right) / curvature  # in bins, |.| ≤ ½
+    width = rdf.edges[k + 1] - rdf.edges[k]
+    return float(rdf.r[k] + offset * width), float(mid - 0.25 * (left - right) * offset)
+
+
 def rdf_distance(first: RDF, second: RDF) -> float:
     """∫ (g₁(r) − g₂(r))² dr over the common bins, Å (0 for identical structure)."""
     if not np.allclose(first.edges, second.edges):

@@ -7,6 +7,8 @@ and ``<results_dir>/summary.md`` + ``rdf_comparison.png`` over every run found t
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,13 @@ import numpy as np  # noqa: E402
 from ase.data import chemical_symbols  # noqa: E402
 
 from taafs_exp.md.integrate import MDRun  # noqa: E402
-from taafs_exp.md.observables import RDF, energy_drift, ns_per_day, rdf_distance  # noqa: E402
+from taafs_exp.md.observables import (  # noqa: E402
+    RDF,
+    energy_drift,
+    first_peak,
+    ns_per_day,
+    rdf_distance,
+)
 
 #: Said wherever an RDF comes from an NVT run that blew up.
 BLOWN_UP_RDF = (
@@ -67,22 +75,68 @@ def nve_analysis(run: MDRun) -> dict[str, float] | None:
     return {**out, "samples": int(keep.sum())}
 
 
+def equilibrated_temperature(run: MDRun, equilibration_steps: int) -> dict[str, float] | None:
+    """Mean and std (K) of the temperatures recorded from ``equilibration_steps`` on, with the
+    sample count; None when none was recorded there."""
+    steps = np.asarray(run.time_fs) / run.timestep_fs
+    temperature = np.asarray(run.temperature_K)[steps >= equilibration_steps]
+    if temperature.size == 0:
+        return None
+    return {"mean": float(temperature.mean()), "std": float(temperature.std()),
+            "samples": int(temperature.size)}
+
+
 def rdf_analysis(
     model: dict[tuple[int, int], RDF], reference: dict[tuple[int, int], RDF]
 ) -> dict[str, Any]:
-    """Per pair: ∫(g − g_ref)² dr (Å) and the highest-peak position (Å) and height of both."""
+    """Per pair: ∫(g − g_ref)² dr (Å) and the first-peak position (Å) and height of both
+    (:func:`~taafs_exp.md.observables.first_peak`; None where g never exceeds 1)."""
     out: dict[str, Any] = {}
     for pair, ref in reference.items():
         mine = model[pair]
+        peak = first_peak(mine) if (mine.g > 1.0).any() else (None, None)
+        ref_peak = first_peak(ref)
         out[pair_label(pair)] = {
             "distance_A": rdf_distance(mine, ref),
-            "peak_r_A": float(mine.r[np.argmax(mine.g)]),
-            "peak_g": float(mine.g.max()),
-            "ref_peak_r_A": float(ref.r[np.argmax(ref.g)]),
-            "ref_peak_g": float(ref.g.max()),
+            "peak_r_A": peak[0],
+            "peak_g": peak[1],
+            "ref_peak_r_A": ref_peak[0],
+            "ref_peak_g": ref_peak[1],
         }
     out["total_distance_A"] = sum(v["distance_A"] for v in out.values())
     return out
+
+
+def md_goals(report: dict[str, Any], goals: Mapping[str, float]) -> dict[str, bool]:
+    """Issue 16's MD-grade criteria for one run, each True or False, and ``all``.
+
+    ``stable``: NVE and NVT ran every step within the stability limits; ``temperature``: NVT
+    mean temperature after equilibration within ``temperature_tolerance_K`` of the target;
+    ``drift``: |NVE drift| ≤ ``max_abs_drift_meV_per_atom_per_ps`` over a stable run; ``rdf
+    <pair>``: first peak of the stable NVT run within ``rdf_peak_shift_A`` (Å) of the DFT
+    frames' and its height within ``rdf_peak_height_rel`` (relative) of theirs.
+    """
+    nve, nvt = report["nve"], report["nvt"]
+    target = report["nvt_settings"]["temperature_K"]
+    equilibrated = nvt.get("temperature_K_equilibrated")
+    drift = (nve["energy"] or {}).get("drift_meV_per_atom_per_ps")
+    met = {
+        "stable": nve["stable"] and nvt["stable"],
+        "temperature": nvt["stable"] and equilibrated is not None
+        and abs(equilibrated["mean"] - target) <= goals["temperature_tolerance_K"],
+        "drift": nve["stable"] and drift is not None
+        and abs(drift) <= goals["max_abs_drift_meV_per_atom_per_ps"],
+    }
+    for pair, v in (nvt["rdf"] or {}).items():
+        if pair == "total_distance_A":
+            continue
+        met[f"rdf {pair}"] = (
+            nvt["stable"] and v["peak_r_A"] is not None
+            and abs(v["peak_r_A"] - v["ref_peak_r_A"]) <= goals["rdf_peak_shift_A"]
+            and abs(v["peak_g"] / v["ref_peak_g"] - 1.0) <= goals["rdf_peak_height_rel"]
+        )
+    met["all"] = all(met.values()) and nvt["rdf"] is not None
+    return {k: bool(v) for k, v in met.items()}
 
 
 def rdf_curves(rdfs: dict[tuple[int, int], RDF]) -> dict[str, list[float]]:
@@ -149,6 +203,12 @@ def _energy_cells(energy: dict[str, float]) -> str:
     return f"{drift} | {_fmt(energy.get('fluctuation_meV_per_atom'), 3)}"
 
 
+def _equilibrated(nvt: dict[str, Any]) -> str:
+    """``mean ± std K`` of the NVT temperature after equilibration, or n/a."""
+    t = nvt.get("temperature_K_equilibrated")
+    return "n/a" if t is None else f"{t['mean']:.0f} ± {t['std']:.0f} K"
+
+
 def _verdict(run: dict[str, Any]) -> str:
     if run["stable"]:
         return f"stable, {run['steps_done']} steps ({run['simulated_ps']:.2f} ps)"
@@ -206,7 +266,8 @@ def run_markdown(report: dict[str, Any]) -> str:
         f"## NVT (Langevin, {report['nvt_settings']['temperature_K']} K, "
         f"γ = {report['nvt_settings']['friction_per_fs']} fs⁻¹)",
         "",
-        f"T = {_fmt(nvt['temperature_K_mean'], 0)} ± {_fmt(nvt['temperature_K_std'], 0)} K, "
+        f"T = {_fmt(nvt['temperature_K_mean'], 0)} ± {_fmt(nvt['temperature_K_std'], 0)} K "
+        f"(after equilibration: {_equilibrated(nvt)}), "
         f"{nvt['steps_per_s']:.2f} steps/s ({nvt['ns_per_day']:.3f} ns/day). "
         f"RDF from {nvt['rdf_snapshots']} snapshots after step "
         f"{report['nvt_settings']['equilibration_steps']}, against {report['reference_frames']} "
@@ -220,17 +281,33 @@ def run_markdown(report: dict[str, Any]) -> str:
         lines.append("No RDF: the run stopped before any snapshot after equilibration.")
     else:
         lines += [
-            "| pair | ∫(g−g_DFT)² dr, Å | highest peak r Å (DFT) | highest peak g (DFT) |",
+            "| pair | ∫(g−g_DFT)² dr, Å | first peak r Å (DFT) | first peak g (DFT) |",
             "|---|---|---|---|",
         ]
         for pair, v in rdf.items():
             if pair != "total_distance_A":
                 lines.append(
                     f"| {pair} | {v['distance_A']:.4f} | "
-                    f"{v['peak_r_A']:.3f} ({v['ref_peak_r_A']:.3f}) "
-                    f"| {v['peak_g']:.2f} ({v['ref_peak_g']:.2f}) |"
+                    f"{_fmt(v['peak_r_A'], 3)} ({v['ref_peak_r_A']:.3f}) "
+                    f"| {_fmt(v['peak_g'])} ({v['ref_peak_g']:.2f}) |"
                 )
         lines.append(f"| total | {rdf['total_distance_A']:.4f} | | |")
+    if report.get("goals"):
+        criteria, met = report["goals"]["criteria"], report["goals"]["met"]
+        lines += [
+            "",
+            "## MD-grade goals (issue 16)",
+            "",
+            f"Stable in both runs; NVT mean T after equilibration within ±"
+            f"{criteria['temperature_tolerance_K']:g} K of the target; |NVE drift| ≤ "
+            f"{criteria['max_abs_drift_meV_per_atom_per_ps']:g} meV/atom/ps; each first RDF peak "
+            f"within {criteria['rdf_peak_shift_A']:g} Å and "
+            f"{100 * criteria['rdf_peak_height_rel']:g} % of the DFT frames'.",
+            "",
+            "| goal | met |",
+            "|---|---|",
+            *[f"| {goal} | {'yes' if ok else '**no**'} |" for goal, ok in met.items()],
+        ]
     lines += ["", "![energy](energy.png)", "", "![rdf](rdf.png)", ""]
     return "\n".join(lines)
 
@@ -245,10 +322,59 @@ def write_run_report(out_dir: Path, report: dict[str, Any], nve: MDRun, nvt: MDR
     plot_rdfs(curves, report["reference_rdf"], out_dir / "rdf.png")
 
 
+#: A run's seed suffix in its name (``md_dp/tanh-na-fixed-s1``): runs that differ only there
+#: form one row of the seed table.
+SEED_SUFFIX = re.compile(r"-s\d+$")
+
+
+def _mean_std(values: list[float | None], digits: int) -> str:
+    """``mean ± std`` (sample std) of the values present, ``(k of n)`` when some are missing."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return "n/a"
+    std = f" ± {np.std(present, ddof=1):.{digits}f}" if len(present) > 1 else ""
+    missing = f" ({len(present)} of {len(values)})" if len(present) < len(values) else ""
+    return f"{np.mean(present):.{digits}f}{std}{missing}"
+
+
+def seed_table(reports: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows over the runs that differ only in the training seed (:data:`SEED_SUFFIX`):
+    counts of stable runs and of runs meeting every goal, and mean ± std of the numbers."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in reports:
+        groups.setdefault(SEED_SUFFIX.sub("", r["name"]), []).append(r)
+    lines = [
+        "| runs | activation | n | train steps | test F RMSE meV/Å | stable | all goals met | "
+        "NVE drift meV/atom/ps | NVT T after eq. K | O-O peak r Å (DFT) | O-O peak g (DFT) | "
+        "RDF dist. total |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, runs in groups.items():
+        stable = [r for r in runs if r["nve"]["stable"] and r["nvt"]["stable"]]
+        ok_rdf = [(r["nvt"]["rdf"] or {}).get("O-O") or {} for r in stable]
+        met = sum(bool((r.get("goals") or {}).get("met", {}).get("all")) for r in runs)
+        graded = any(r.get("goals") for r in runs)
+        t_eq = [(r["nvt"].get("temperature_K_equilibrated") or {}).get("mean") for r in stable]
+        ref = next((v["ref_peak_r_A"], v["ref_peak_g"]) for v in ok_rdf) if ok_rdf else None
+        lines.append(
+            f"| {name} | {runs[0]['model']['activation']} | {len(runs)} | "
+            f"{_mean_std([(r['training'] or {}).get('steps') for r in runs], 0)} | "
+            f"{_mean_std([(r['training'] or {}).get('rmse_f_meV_per_A') for r in runs], 1)} | "
+            f"{len(stable)} of {len(runs)} | {f'{met} of {len(runs)}' if graded else 'n/a'} | "
+            f"{_mean_std([(r['nve']['energy'] or {}).get('drift_meV_per_atom_per_ps') for r in stable], 3)} | "
+            f"{_mean_std(t_eq, 0)} | "
+            f"{_mean_std([v.get('peak_r_A') for v in ok_rdf], 3)}"
+            f"{f' ({ref[0]:.3f})' if ref else ''} | "
+            f"{_mean_std([v.get('peak_g') for v in ok_rdf], 2)}{f' ({ref[1]:.2f})' if ref else ''} | "
+            f"{_mean_std([(r['nvt']['rdf'] or {}).get('total_distance_A') for r in stable], 3)} |"
+        )
+    return lines
+
+
 def write_summary(results_dir: Path) -> str:
-    """``summary.md`` table and ``rdf_comparison.png`` over every ``*/report.json``; returns the
-    markdown."""
-    reports = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*/report.json"))]
+    """``summary.md`` (a row per run and a row per group of seeds) and ``rdf_comparison.png``
+    over every ``report.json`` below ``results_dir``; returns the markdown."""
+    reports = [json.loads(p.read_text()) for p in sorted(results_dir.rglob("report.json"))]
     lines = [
         "# MD validation: 64-molecule water box",
         "",
@@ -257,6 +383,17 @@ def write_summary(results_dir: Path) -> str:
         "Maxwell–Boltzmann velocities. Drift and fluctuation of E_total/N: before the blow-up "
         "where there was one. RDF distance: ∫(g − g_DFT)² dr in Å per pair and summed. Speeds "
         "(NVE) on the machine named in each report.",
+        "",
+        "## Over training seeds",
+        "",
+        "Runs that differ only in the training seed (`-s<seed>`), mean ± sample std; drift, "
+        "temperature and RDF numbers over the stable runs only. Goals: issue 16's MD-grade "
+        "criteria (`goals` in `conf/md.yaml`; each run's `report.md` lists them and which it "
+        "met); n/a for runs made before the goals were graded.",
+        "",
+        *seed_table(reports),
+        "",
+        "## Every run",
         "",
         "| run | activation | train steps | test F RMSE meV/Å | NVE | drift meV/atom/ps | "
         "fluct. meV/atom | NVT | T K | RDF dist. O-O | O-H | H-H | total | steps/s | ns/day |",

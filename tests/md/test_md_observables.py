@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from taafs_exp.md import RDF, energy_drift, radial_distribution, rdf_distance
+from taafs_exp.md import RDF, energy_drift, first_peak, radial_distribution, rdf_distance
 from taafs_exp.md.observables import max_rdf_radius, min_pair_distance, ns_per_day
 
 #: A skewed cell: minimum images by fractional rounding must still be right.
@@ -107,3 +107,18 @@ def test_energy_drift_recovers_slope_and_fluctuation():
 
 def test_ns_per_day():
     assert ns_per_day(1.0, 1.0) == pytest.approx(0.0864)  # 86 400 fs per day
+
+
+def test_first_peak_is_the_first_shell_refined_between_bins():
+    """g = 0 inside the core, a first shell (height 1.6 at 1.83 Å, between bin centres), a dip
+    below 1, then a higher second shell at 2.8 Å: first_peak finds the first shell, not the
+    highest peak, and the parabola puts it within a tenth of the 0.05 Å bin of the truth."""
+    edges = np.linspace(0.0, 6.0, 121)
+    r = 0.5 * (edges[1:] + edges[:-1])
+    g = np.where(r < 1.5, 0.0, 0.8) + 0.8 * np.exp(-((r - 1.83) ** 2) / (2 * 0.08**2)) \
+        + 2.2 * np.exp(-((r - 2.8) ** 2) / (2 * 0.12**2))
+    position, height = first_peak(RDF(pair=(8, 1), edges=edges, g=g, density=0.1))
+    assert position == pytest.approx(1.83, abs=0.005)
+    assert height == pytest.approx(1.6, rel=0.01)
+    with pytest.raises(ValueError, match="never exceeds 1"):
+        first_peak(RDF(pair=(8, 1), edges=edges, g=np.full(120, 0.5), density=0.1))

@@ -1,4 +1,5 @@
-"""Report helpers: the NVE energy analysis stops before a blow-up; empty runs still report."""
+"""Report helpers: the NVE energy analysis stops before a blow-up; empty runs still report;
+the MD-grade goals and the table over seeds."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from taafs_exp.md import MDRun
-from taafs_exp.md.report import nve_analysis, plot_energy, run_summary
+from taafs_exp.md.report import md_goals, nve_analysis, plot_energy, run_summary, seed_table
 
 
 def _run(blew_up: bool) -> MDRun:
@@ -43,3 +44,56 @@ def test_a_run_refused_at_the_start_still_reports(tmp_path):
     assert nve_analysis(empty) is None
     plot_energy(empty, empty, tmp_path / "energy.png")
     assert (tmp_path / "energy.png").stat().st_size > 0
+
+
+GOALS = {"temperature_tolerance_K": 50, "max_abs_drift_meV_per_atom_per_ps": 0.5,
+         "rdf_peak_shift_A": 0.05, "rdf_peak_height_rel": 0.10}
+
+
+def _report(name="md_dp/tanh-na-fixed-s0", t_eq=340.0, drift=-0.4, peak_r=2.84, peak_g=2.7,
+            stable=True, steps=16000, rmse_f=100.0):
+    """A report.json as md_validate writes it; the DFT O-O first peak is at 2.80 Å, g 3.0."""
+    rdf = {"O-O": {"distance_A": 0.1, "peak_r_A": peak_r, "peak_g": peak_g,
+                   "ref_peak_r_A": 2.80, "ref_peak_g": 3.0},
+           "total_distance_A": 0.1}
+    return {
+        "name": name,
+        "model": {"activation": "tanh"},
+        "training": {"steps": steps, "rmse_f_meV_per_A": rmse_f},
+        "nvt_settings": {"temperature_K": 300},
+        "nve": {"stable": True, "energy": {"drift_meV_per_atom_per_ps": drift}},
+        "nvt": {"stable": stable, "rdf": rdf,
+                "temperature_K_equilibrated": {"mean": t_eq, "std": 20.0, "samples": 10}},
+    }
+
+
+@pytest.mark.parametrize(
+    "change, failed",
+    [({}, None), ({"t_eq": 351.0}, "temperature"), ({"drift": 0.6}, "drift"),
+     ({"peak_r": 2.86}, "rdf O-O"), ({"peak_g": 2.6}, "rdf O-O"),
+     ({"stable": False}, "stable")],
+)
+def test_md_goals_grade_each_criterion(change, failed):
+    met = md_goals(_report(**change), GOALS)
+    assert met["all"] is (failed is None)
+    assert [k for k, ok in met.items() if not ok and k != "all"] == (
+        [] if failed is None
+        else ["stable", "temperature", "rdf O-O"] if failed == "stable" else [failed]
+    )
+
+
+def test_seed_table_groups_seeds_with_mean_and_std():
+    reports = [_report(f"md_dp/tanh-na-fixed-s{s}", rmse_f=f, t_eq=t)
+               for s, f, t in ((0, 100.0, 300.0), (1, 120.0, 320.0))]
+    reports.append(_report("md_dp/chebyshev-8-layer-s0", stable=False))
+    for r in reports:
+        r["goals"] = {"met": md_goals(r, GOALS)}
+    rows = seed_table(reports)[2:]
+    assert len(rows) == 2
+    cells = [c.strip() for c in rows[0].split("|")[1:-1]]
+    assert cells[:8] == ["md_dp/tanh-na-fixed", "tanh", "2", "16000 ± 0", "110.0 ± 14.1",
+                         "2 of 2", "2 of 2", "-0.400 ± 0.000"]
+    assert cells[8] == "310 ± 14"
+    assert cells[9] == "2.840 ± 0.000 (2.800)"
+    cheb = [c.strip() for c in rows[1].split("|")[1:-1]]
+    assert cheb[5:7] == ["0 of 1", "0 of 1"] and cheb[7] == "n/a"
