@@ -53,7 +53,8 @@ def split_indices(
         systems: the system name of every frame (e.g. ``data_0`` for a deepmd folder).
         split: ``{"train": [names], "val": [names], "test": [names]}`` to split by named
             systems, or ``{"fractions": [f_train, f_val, f_test]}`` for a random split seeded by
-            ``seed``; None means :data:`RANDOM_SPLIT`.
+            ``seed``: of frames, or with ``"by": "system"`` of whole systems (held-out runs or
+            molecules: no frame of a val/test system in train); None means :data:`RANDOM_SPLIT`.
         source: the data path, named in errors.
     """
     split = dict(split or RANDOM_SPLIT)
@@ -65,14 +66,28 @@ def split_indices(
                 f"{source}: data.split.fractions = {fractions}; expected three non-negative "
                 "numbers (train, val, test) that sum to 1"
             )
-        order = torch.randperm(num_frames, generator=torch.Generator().manual_seed(seed)).tolist()
-        n_train = round(fractions[0] * num_frames)
-        n_val = round(fractions[1] * num_frames)
-        parts = {
+        unknown_keys = set(split) - {"fractions", "by"}
+        by = split.get("by", "frame")
+        if unknown_keys or by not in ("frame", "system"):
+            raise DataError(
+                f"{source}: data.split = {split}; with 'fractions' expected only 'by' beside it, "
+                "'frame' (default) or 'system'"
+            )
+        units = list(range(num_frames)) if by == "frame" else sorted(set(systems))
+        order = torch.randperm(len(units), generator=torch.Generator().manual_seed(seed)).tolist()
+        n_train = round(fractions[0] * len(units))
+        n_val = round(fractions[1] * len(units))
+        chosen = {
             "train": order[:n_train],
             "val": order[n_train : n_train + n_val],
             "test": order[n_train + n_val :],
         }
+        if by == "frame":
+            parts = chosen
+        else:
+            stage_of = {units[i]: stage for stage, picks in chosen.items() for i in picks}
+            parts = {stage: [i for i, s in enumerate(systems) if stage_of[s] == stage]
+                     for stage in STAGES}
     else:
         unknown_keys = set(split) - set(STAGES)
         if unknown_keys or not set(STAGES) <= set(split):
@@ -218,12 +233,16 @@ class AtomsDataModule(pl.LightningDataModule):
         split = self.split or RANDOM_SPLIT
         if "fractions" in split:
             share = 100 * float(split["fractions"][STAGES.index(stage)])
-            return f"{stage}: random {share:.0f}% (seed {self.split_seed}, {count} frames)"
+            of = " of systems" if split.get("by") == "system" else ""
+            return f"{stage}: random {share:.0f}%{of} (seed {self.split_seed}, {count} frames)"
         return f"{stage}: {', '.join(map(str, split[stage]))} ({count} frames)"
 
     def set_cutoff(self, cutoff: float) -> None:
-        """Neighbour-list radius of the model, Å; graphs are built lazily and cached."""
+        """Neighbour-list radius of the model, Å; graphs are built lazily and cached (and kept
+        when the radius does not change)."""
         self.setup()
+        if self.datasets and self.cutoff == float(cutoff):
+            return
         self.cutoff = float(cutoff)
         self.datasets = {s: GraphDataset(f, self.cutoff) for s, f in self.frames.items()}
         self._statistics = None

@@ -35,6 +35,21 @@ def test_random_split_is_seeded_disjoint_and_complete():
     assert sorted(sum(first.values(), [])) == list(range(50))
 
 
+def test_split_by_system_holds_out_whole_systems():
+    """20 systems of 3 frames: 16/2/2 whole systems, seeded; no system in two splits."""
+    systems = [f"run-{i:02d}" for i in range(20) for _ in range(3)]
+    split = {"fractions": [0.8, 0.1, 0.1], "by": "system"}
+    parts = split_indices(systems, split, seed=1, source="x")
+    assert parts == split_indices(systems, split, seed=1, source="x")
+    assert parts != split_indices(systems, split, seed=2, source="x")
+    names = {stage: {systems[i] for i in idx} for stage, idx in parts.items()}
+    assert [len(names[s]) for s in ("train", "val", "test")] == [16, 2, 2]
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [48, 6, 6]
+    assert not names["train"] & (names["val"] | names["test"]) and not names["val"] & names["test"]
+    with pytest.raises(DataError, match="'frame' \\(default\\) or 'system'"):
+        split_indices(systems, {"fractions": [0.8, 0.1, 0.1], "by": "molecule"}, 0, "x")
+
+
 def test_named_split_and_its_errors():
     systems = ["data_0"] * 3 + ["data_1"] * 2
     parts = split_indices(
