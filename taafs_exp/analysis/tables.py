@@ -367,6 +367,75 @@ def _claim(base: list[float], other: list[float]) -> str:
     return f"ΔF {_fmt_delta(delta)}, {gap:+.1f} SE: {verdict(min(len(base), len(other)), gap)}"
 
 
+#: The study of learning-rate schedules: every activation at several (start_lr, stop_lr).
+SCHEDULE = "schedule_dp"
+SCHEDULE_COLUMNS = (
+    "activation", "lr schedule", "val F (meV/Å)", "test F (meV/Å)", "test E (meV/atom)", "seeds",
+    "chosen on val",
+)
+
+
+def schedule_table(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]] | None:
+    """The :data:`SCHEDULE` study, or None: each activation × schedule (start_lr → stop_lr,
+    from ``metrics.json`` ``lr``) with its final validation and its test force RMSE; each
+    activation's schedule chosen by the lowest mean validation force RMSE (validation is held
+    out from training and disjoint from test); the TAAFS-vs-base claim at every schedule both
+    ran and at each one's chosen schedule."""
+    study = [r for r in runs if r.experiment == SCHEDULE]
+    if not study:
+        return None
+    groups: dict[tuple[str, tuple[float, float]], list[Run]] = defaultdict(list)
+    for run in study:
+        groups[(run.config_label, (run.metrics["lr"]["start_lr"], run.metrics["lr"]["stop_lr"]))].append(run)
+    base = baseline(group_rows(study))
+    labels = sorted({label for label, _ in groups}, key=lambda label: label != base.label)
+    val = {key: [_final_val_f(r) for r in g] for key, g in groups.items()}
+    test = {key: [float(r.metrics["test"][KEY_F]) for r in g] for key, g in groups.items()}
+    chosen = {
+        label: min((k for k in groups if k[0] == label), key=lambda k: statistics.fmean(val[k]))
+        for label in labels
+    }
+
+    def pm(values: list[float], digits: int = 1) -> str:
+        std = statistics.stdev(values) if len(values) > 1 else math.nan
+        return _fmt_pm(statistics.fmean(values), std, digits)
+
+    def schedule(lr: tuple[float, float]) -> str:
+        return f"{lr[0]:g} → {lr[1]:g}"
+
+    cells = [
+        [label, schedule(lr), pm(val[(label, lr)]), pm(test[(label, lr)]),
+         pm([float(r.metrics["test"][KEY_E]) for r in groups[(label, lr)]], 3),
+         str(len(groups[(label, lr)])), "yes" if chosen[label] == (label, lr) else ""]
+        for label in labels for lr in sorted({k[1] for k in groups if k[0] == label})
+    ]
+    first = base.first
+    claims = [
+        f"- {label} vs {base.label}, both at {schedule(lr)}: {_claim(test[(base.label, lr)], test[(label, lr)])}"
+        for label in labels[1:] for lr in sorted({k[1] for k in groups})
+        if (label, lr) in groups and (base.label, lr) in groups
+    ] + [
+        f"- each at its chosen schedule, {label} ({schedule(chosen[label][1])}) vs {base.label} "
+        f"({schedule(chosen[base.label][1])}): {_claim(test[chosen[base.label]], test[chosen[label]])}"
+        for label in labels[1:]
+    ]
+    header = [
+        f"# Learning-rate schedules: {first.model} on {first.data}, {first.metrics['steps']} steps",
+        "",
+        DISCLAIMER,
+        "",
+        f"Exponential decay from start_lr to stop_lr over the run ({first.budget} budget's step "
+        f"count; the loss prefactors follow the lr as in DeePMD-kit). Validation: "
+        f"{first.metrics['val_split']}; test: {first.metrics['test']['split']}. Mean ± std over "
+        "seeds; a schedule is chosen "
+        "per activation by its mean final validation force RMSE only.",
+        "",
+        *claims,
+        "",
+    ]
+    return header, cells
+
+
 EQUAL_TIME_COLUMNS = (
     "seed", "T (s)", "base val F (final)", "base test F", "TAAFS time (s)", "TAAFS val F at T",
     "TAAFS test F (all steps)", "TAAFS complete schedule at T: test F",
@@ -380,6 +449,8 @@ def build_tables(runs: Sequence[Run], out_dir: Path) -> list[Path]:
         studies[(run.experiment, run.model, run.data)].append(run)
     written = []
     for (experiment, model, data), study_runs in sorted(studies.items()):
+        if experiment == SCHEDULE:  # rows are activation × schedule: schedule_table below
+            continue
         header, cells = study_table(study_runs, runs)
         stem = out_dir / f"{experiment}__{model}__{data}"
         write_table(stem, header, COLUMNS, cells)
@@ -403,6 +474,12 @@ def build_tables(runs: Sequence[Run], out_dir: Path) -> list[Path]:
     stem = out_dir / "summary"
     write_table(stem, summary_header, SUMMARY_COLUMNS, summary_cells(runs))
     written.append(stem.with_suffix(".md"))
+    schedules = schedule_table(runs)
+    if schedules is not None:
+        first = next(r for r in runs if r.experiment == SCHEDULE)
+        stem = out_dir / f"{SCHEDULE}__{first.model}__{first.data}"
+        write_table(stem, schedules[0], SCHEDULE_COLUMNS, schedules[1])
+        written.append(stem.with_suffix(".md"))
     equal_time = equal_time_table(runs)
     if equal_time is not None:
         first = next(r for r in runs if r.experiment == EQUAL_TIME)

@@ -188,3 +188,37 @@ def test_equal_time_table_reads_taafs_at_the_base_training_time(tmp_path):
     assert "| mean ± std |  | 200.0 ± 10.0 | 205.0 ± 10.0 |  | 150.0 ± 10.0 | 120.0 ± 0.0 | 140.0 ± 10.0 |" in md
     assert "at T, validation: ΔF -25.0%, +6.1 SE: TAAFS helped (forces)" in md  # 50 / sqrt(2·100/3)
     assert "at T, complete schedule (test): ΔF -31.7%" in md
+
+
+def test_schedule_table_chooses_each_schedule_on_validation(tmp_path):
+    """tanh validates best at 1e-3 → 1e-5, Chebyshev at 3e-3 → 1e-5: each is chosen on its
+    validation error (not test), one table row per activation × schedule, and the claim is
+    made both at each shared schedule and at the chosen ones."""
+    runs = tmp_path / "runs"
+    val = {("tanh", 1e-3): 200.0, ("tanh", 3e-3): 210.0,
+           ("chebyshev", 1e-3): 150.0, ("chebyshev", 3e-3): 120.0}
+    test = {("tanh", 1e-3): 205.0, ("tanh", 3e-3): 190.0,  # tanh's best test is NOT chosen
+            ("chebyshev", 1e-3): 160.0, ("chebyshev", 3e-3): 130.0}
+    for (activation, start), v in val.items():
+        for seed, noise in enumerate((-10.0, 0.0, 10.0)):
+            folder = write_run(runs, activation, seed, 1.0, test[(activation, start)] + noise,
+                               num_basis=None if activation == "tanh" else 8)
+            metrics = json.loads((folder / "metrics.json").read_text())
+            metrics.update(experiment="schedule_dp", lr={"start_lr": start, "stop_lr": 1e-5},
+                           val_split="val: data_2 (80 frames)",
+                           val_curve=[{"step": 100, "rmse_f_meV_per_A": v + noise}])
+            target = runs / "schedule_dp" / "dp" / "water" / f"{folder.name}-{start}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            (folder / "metrics.json").write_text(json.dumps(metrics))
+            folder.rename(target)
+    written = build_tables(collect_runs(runs), tmp_path / "tables")
+    md = (tmp_path / "tables" / "schedule_dp__dp__water.md").read_text()
+    assert [p.name for p in written if p.name.startswith("schedule_dp")] == ["schedule_dp__dp__water.md"]
+    assert "| tanh | 0.001 → 1e-05 | 200.0 ± 10.0 | 205.0 ± 10.0 | 1.000 ± 0.000 | 3 | yes |" in md
+    assert "| tanh | 0.003 → 1e-05 | 210.0 ± 10.0 | 190.0 ± 10.0 | 1.000 ± 0.000 | 3 |  |" in md
+    assert "| chebyshev K=8 layer | 0.003 → 1e-05 | 120.0 ± 10.0 | 130.0 ± 10.0 |" in md
+    assert "both at 0.001 → 1e-05: ΔF -22.0%" in md  # 160 vs 205
+    assert "both at 0.003 → 1e-05: ΔF -31.6%" in md  # 130 vs 190
+    # chosen: tanh at 1e-3 (test 205), Chebyshev at 3e-3 (test 130): -36.6 %, 75 / sqrt(200/3) SE
+    assert "chebyshev K=8 layer (0.003 → 1e-05) vs tanh (0.001 → 1e-05): ΔF -36.6%, +9.2 SE" in md
+    assert "Validation: val: data_2 (80 frames); test: test: data_3 (100 frames)" in md
