@@ -33,7 +33,6 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
-from ase.data import atomic_numbers, chemical_symbols
 from torch import Tensor, nn
 from torchani.aev import AEVComputer
 from torchani.neighbors import Neighbors
@@ -44,7 +43,7 @@ from torchani.utils import SYMBOLS_2X
 from taafs_exp.activations import FIXED_ACTIVATIONS, build_activation
 from taafs_exp.data import keys as K
 from taafs_exp.data.stats import DatasetStatistics
-from taafs_exp.models.base import ActivationFactory, Potential, precision_dtype, type_lookup
+from taafs_exp.models.base import ActivationFactory, Potential, precision_dtype
 
 #: Hidden widths of the ANI-2x element networks (``ANINetworks.like_2x``).
 PAPER_HIDDEN_DIMS: dict[str, tuple[int, ...]] = {
@@ -155,6 +154,8 @@ class ANI2x(Potential):
             computation.
     """
 
+    energy_shift_buffer = "self_energies"
+
     def __init__(
         self,
         type_map: Sequence[str] = SYMBOLS_2X,
@@ -166,32 +167,24 @@ class ANI2x(Potential):
         precision: str = "float32",
     ) -> None:
         super().__init__()
-        if type_map is None:
-            raise ValueError(
-                "ANI2x: type_map=None; resolve 'type_map: null' from the data "
-                "(ANI2x.resolve_hparams) before instantiating"
-            )
-        unsupported = [s for s in type_map if s not in SYMBOLS_2X]
+        self.set_type_map(type_map)
+        unsupported = [s for s in self.type_map if s not in SYMBOLS_2X]
         if unsupported:
             raise ValueError(
-                f"ANI2x: element(s) {unsupported} in type_map {list(type_map)} are not "
+                f"ANI2x: element(s) {unsupported} in type_map {self.type_map} are not "
                 f"supported; ANI-2x covers {list(SYMBOLS_2X)}"
             )
-        if len(set(type_map)) != len(type_map) or not type_map:
-            raise ValueError(f"ANI2x: type_map {list(type_map)} must be non-empty without repeats")
         for option, value, valid in (
             ("energy_shift", energy_shift, ENERGY_SHIFTS),
             ("base_activation", base_activation, list(FIXED_ACTIVATIONS)),
         ):
             if value not in valid:
                 raise ValueError(f"ANI2x: {option}={value!r}, expected one of {list(valid)}")
-        self.type_map = [str(s) for s in type_map]
         self.base_activation = base_activation
         self.energy_shift = energy_shift
         self.dtype = precision_dtype("ANI2x", precision)
         factory = activation or functools.partial(build_activation, base_activation)
         hidden_dims = dict(hidden_dims or {})
-        self.register_buffer("type_lookup", type_lookup(self.type_map), persistent=False)
         self.aev_computer = AEVComputer.like_2x(num_species=len(self.type_map))
         self.cutoff = float(self.aev_computer.radial.cutoff)
         width = self.aev_computer.out_dim
@@ -220,36 +213,23 @@ class ANI2x(Potential):
     def fit_statistics(
         self, stats: DatasetStatistics, train_batches: Iterable[dict[str, Tensor]]
     ) -> None:
-        """``energy_shift: data``: e_Z = ``stats.energy_shift[Z]`` (eV), 0 for absent elements."""
+        """``energy_shift: data``: e_Z from the training split as every backbone
+        (:meth:`Potential.fit_statistics`); ``ani2x`` keeps the published self-energies."""
         if self.energy_shift == "data":
-            shifts = [stats.energy_shift.get(atomic_numbers[s], 0.0) for s in self.type_map]
-            self.self_energies.copy_(torch.tensor(shifts))
-
-    def element_indices(self, numbers: Tensor) -> Tensor:
-        """(N,) index into ``type_map`` of every atom; ValueError naming unsupported elements."""
-        elem = self.type_lookup[numbers]
-        if bool((elem < 0).any()):
-            unknown = sorted({int(z) for z in numbers[elem < 0].tolist()})
-            symbols = [chemical_symbols[z] for z in unknown]
-            raise ValueError(
-                f"ANI2x: element(s) {symbols} (Z = {unknown}) not supported; this model has "
-                f"networks for {self.type_map} (ANI-2x covers {list(SYMBOLS_2X)})"
-            )
-        return elem
+            super().fit_statistics(stats, train_batches)
 
     def aev(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """AEVs (N, D) of the batch atoms and their element indices (N,)."""
         positions = batch[K.POSITIONS].to(self.dtype)
-        elem = self.element_indices(batch[K.NUMBERS])
+        elem = self.atom_types(batch[K.NUMBERS])
         neighbors = half_neighbors(
             positions, batch[K.EDGE_INDEX], batch[K.SHIFTS].to(self.dtype), self.cutoff
         )
         aev = self.aev_computer.compute_from_neighbors(elem[None], positions[None], neighbors)
         return aev[0], elem
 
-    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+    def atomic_energies(self, batch: dict[str, Tensor]) -> Tensor:
+        """E_i = E_h · NN_{Z_i}(G_i) + e_{Z_i}, (N,), eV."""
         aev, elem = self.aev(batch)
         atomic = self.networks(elem[None], aev[None], atomic=True)[0]  # (N,) Hartree
-        atomic = HARTREE_TO_EV * atomic + self.self_energies[elem]
-        num_frames = batch[K.NUM_ATOMS].shape[0]
-        return atomic.new_zeros(num_frames).index_add(0, batch[K.BATCH], atomic)
+        return HARTREE_TO_EV * atomic + self.self_energies[elem]

@@ -33,15 +33,20 @@ def precision_dtype(owner: str, precision: str) -> torch.dtype:
 
 
 def check_type_map(owner: str, type_map: Sequence[str] | None) -> list[str]:
-    """``type_map`` as a list; ValueError when it is unresolved (None) or names unknown symbols."""
+    """``type_map`` as a list of str; ValueError when it is unresolved (None), empty, repeats a
+    symbol or names unknown ones."""
     if type_map is None:
-        raise ValueError(f"{owner}: type_map is None; resolve 'type_map: null' from the data first")
-    unknown = [s for s in type_map if s not in atomic_numbers]
-    if unknown:
         raise ValueError(
-            f"{owner}: unknown element symbol(s) {unknown} in type_map {list(type_map)}"
+            f"{owner}: type_map is None; resolve 'type_map: null' from the data first "
+            f"({owner}.resolve_hparams)"
         )
-    return list(type_map)
+    symbols = [str(s) for s in type_map]
+    if not symbols or len(set(symbols)) != len(symbols):
+        raise ValueError(f"{owner}: type_map {symbols} must be non-empty without repeats")
+    unknown = [s for s in symbols if s not in atomic_numbers]
+    if unknown:
+        raise ValueError(f"{owner}: unknown element symbol(s) {unknown} in type_map {symbols}")
+    return symbols
 
 
 def type_lookup(type_map: Sequence[str]) -> Tensor:
@@ -86,11 +91,30 @@ def energy_shift_per_type(
 class Potential(nn.Module):
     """Base class of the backbones.
 
+    A backbone with element types calls :meth:`set_type_map` in its constructor and keeps its
+    per-type energy shifts e_t (eV) in the buffer named by :attr:`energy_shift_buffer`; then
+    :meth:`atom_types`, the type-map checks and the shift fit of :meth:`fit_statistics` are
+    the ones here.
+
     Attributes:
         cutoff: neighbour-list radius the data layer must build pairs for, Å.
+        type_map: element symbols; type t is ``type_map[t]``.
+        energy_shift_buffer: name of the (T,) shift buffer (a checkpoint key, so per backbone).
     """
 
     cutoff: float
+    type_map: list[str]
+    energy_shift_buffer: str = "energy_shift"
+
+    def set_type_map(self, type_map: Sequence[str] | None) -> None:
+        """Keep ``type_map`` (checked by :func:`check_type_map`) and its lookup Z → t, the
+        buffer ``type_lookup`` (not saved: it follows from the type map)."""
+        self.type_map = check_type_map(type(self).__name__, type_map)
+        self.register_buffer("type_lookup", type_lookup(self.type_map), persistent=False)
+
+    def atom_types(self, numbers: Tensor) -> Tensor:
+        """(N,) type index of every atom; ValueError naming the elements outside ``type_map``."""
+        return atom_types(type(self).__name__, numbers, self.type_lookup, self.type_map)
 
     def atomic_energies(self, batch: dict[str, Tensor]) -> Tensor:  # pragma: no cover
         """(N,) energy of every atom, eV; backbones with an atomic decomposition define it."""
@@ -106,10 +130,14 @@ class Potential(nn.Module):
     def fit_statistics(
         self, stats: DatasetStatistics, train_batches: Iterable[dict[str, Tensor]]
     ) -> None:
-        """Set data-dependent buffers (energy shift, input normalisation) from the training split.
+        """Set data-dependent buffers from the training split, once before training.
 
-        Called once before training; the default uses nothing.
+        Here the per-type energy shift e_t = ``stats.energy_shift[Z_t]`` (eV; 0 for a type the
+        split lacks; ValueError when the split has elements outside ``type_map``); backbones
+        extend it (input normalisation, output scale) with ``train_batches``.
         """
+        shift = energy_shift_per_type(type(self).__name__, stats, self.type_map)
+        getattr(self, self.energy_shift_buffer).copy_(shift)
 
     @classmethod
     def resolve_hparams(cls, hparams: dict[str, Any], train_frames: Sequence[Frame]) -> dict[str, Any]:

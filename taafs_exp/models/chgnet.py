@@ -1,7 +1,7 @@
 """CHGNet (Deng et al., Nat. Mach. Intell. 2023) as matgl 4.x builds it, untrained, on our batch.
 
 The modules are those of ``matgl.models.CHGNet`` (PyG backend): bases, embeddings, atom- and
-bond-graph blocks, readout. :meth:`CHGNet.forward` runs them in the order of matgl's
+bond-graph blocks, readout. :meth:`CHGNet.atomic_energies` runs them in the order of matgl's
 ``CHGNet.forward`` on the flat batch (:mod:`taafs_exp.data.keys`), for one atom i, bond i→j:
 
 * bonds: matgl's edges (centre i → neighbour j) are our pairs, r_ij = x_j − x_i + s_ij (Å), so
@@ -48,7 +48,7 @@ Magnetic moments (``sitewise_readout``) are not built: nothing here trains them.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 from matgl.graph._compute import compute_pair_vector_and_distance, compute_theta
@@ -60,16 +60,7 @@ from torch import Tensor, nn
 
 from taafs_exp.activations import PerCallActivation, build_activation
 from taafs_exp.data import keys as K
-from taafs_exp.data.stats import DatasetStatistics
-from taafs_exp.models.base import (
-    ActivationFactory,
-    Potential,
-    atom_types,
-    check_type_map,
-    energy_shift_per_type,
-    precision_dtype,
-    type_lookup,
-)
+from taafs_exp.models.base import ActivationFactory, Potential, precision_dtype
 
 #: Resolution, Å, at which image shifts are compared to find the reverse of a bond.
 SHIFT_RESOLUTION = 1e-4
@@ -201,12 +192,11 @@ class CHGNet(Potential):
         base_activation: str = "silu",
     ) -> None:
         super().__init__()
-        type_map = check_type_map("CHGNet", type_map)
+        self.set_type_map(type_map)
         if not 0 < threebody_cutoff <= cutoff:
             raise ValueError(
                 f"CHGNet: need 0 < threebody_cutoff ≤ cutoff, got {threebody_cutoff}, {cutoff}"
             )
-        self.type_map = list(type_map)
         self.cutoff = float(cutoff)
         self.threebody_cutoff = float(threebody_cutoff)
         self.dtype = precision_dtype("CHGNet", precision)
@@ -247,7 +237,6 @@ class CHGNet(Potential):
         )
         factory = activation or functools.partial(build_activation, base_activation)
         self.num_activation_sites = per_call_activations(self.chgnet, factory)
-        self.register_buffer("type_lookup", type_lookup(self.type_map), persistent=False)
         self.register_buffer("energy_shift", torch.zeros(len(self.type_map)))
         self.to(self.dtype)
 
@@ -258,12 +247,9 @@ class CHGNet(Potential):
             f"activation_sites={self.num_activation_sites}"
         )
 
-    def atom_types(self, numbers: Tensor) -> Tensor:
-        """Row of ``type_map`` of every atom; ValueError naming the elements outside it."""
-        return atom_types("CHGNet", numbers, self.type_lookup, self.type_map)
-
-    def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        """E_frame = Σ_i [CHGNet_i + b_{Z_i}], (F,), eV, in the model dtype, as matgl's forward."""
+    def atomic_energies(self, batch: dict[str, Tensor]) -> Tensor:
+        """E_i = CHGNet_i + b_{Z_i}, (N,), eV, in the model dtype, as matgl's forward (whose
+        sum pooling is :meth:`Potential.forward`); b_Z fitted by :meth:`Potential.fit_statistics`."""
         net = self.chgnet
         edge_index, shifts = batch[K.EDGE_INDEX], batch[K.SHIFTS].to(self.dtype)
         types = self.atom_types(batch[K.NUMBERS])
@@ -306,15 +292,4 @@ class CHGNet(Potential):
                     lg_expansion,
                     lg_weights,
                 )
-        energies = net.final_layer(atom_feat).squeeze(-1) + self.energy_shift[types]
-        return energies.new_zeros(batch[K.NUM_ATOMS].shape[0]).index_add(
-            0, batch[K.BATCH], energies
-        )
-
-    @torch.no_grad()
-    def fit_statistics(
-        self, stats: DatasetStatistics, train_batches: Iterable[dict[str, Tensor]]
-    ) -> None:
-        """b_Z = ``stats.energy_shift[Z]`` (eV; 0 for an element of type_map the split lacks)."""
-        shift = energy_shift_per_type("CHGNet", stats, self.type_map)
-        self.energy_shift.copy_(shift)
+        return net.final_layer(atom_feat).squeeze(-1) + self.energy_shift[types]

@@ -50,7 +50,6 @@ from taafs_exp.models.base import (
     ActivationFactory,
     Potential,
     atom_types,
-    energy_shift_per_type,
     precision_dtype,
     type_lookup,
 )
@@ -199,6 +198,8 @@ class DeepPotSeA(Potential):
             configs start their curves from it.
     """
 
+    energy_shift_buffer = "bias_atom_e"  # DeePMD-kit's name of the per-type energy bias
+
     def __init__(
         self,
         type_map: Sequence[str],
@@ -217,14 +218,15 @@ class DeepPotSeA(Potential):
         base_activation: str = "tanh",
     ) -> None:
         super().__init__()
-        if type_map is None or isinstance(sel, str):
+        self.set_type_map(type_map)
+        if isinstance(sel, str):
             raise ValueError(
-                f"DeepPotSeA: type_map={type_map!r}, sel={sel!r}; resolve 'type_map: null' from "
-                "the data and 'sel: auto' with taafs_exp.models.dp.auto_sel before instantiating"
+                f"DeepPotSeA: sel={sel!r}; resolve 'sel: auto' from the data "
+                "(DeepPotSeA.resolve_hparams) before instantiating"
             )
-        if len(sel) != len(type_map):
+        if len(sel) != len(self.type_map):
             raise ValueError(
-                f"DeepPotSeA: sel {list(sel)} needs one entry per type of {list(type_map)}"
+                f"DeepPotSeA: sel {list(sel)} needs one entry per type of {self.type_map}"
             )
         if not 0 <= rcut_smth < rcut:
             raise ValueError(f"DeepPotSeA: need 0 ≤ rcut_smth < rcut, got {rcut_smth}, {rcut}")
@@ -233,8 +235,7 @@ class DeepPotSeA(Potential):
             raise ValueError(
                 f"DeepPotSeA: axis_neuron {axis_neuron} > last embedding width {neuron[-1]}"
             )
-        self.type_map = list(type_map)
-        self.ntypes = len(type_map)
+        self.ntypes = len(self.type_map)
         self.cutoff = self.rcut = float(rcut)
         self.rcut_smth = float(rcut_smth)
         self.sel = [int(s) for s in sel]
@@ -263,7 +264,6 @@ class DeepPotSeA(Potential):
         self.register_buffer("davg", torch.zeros(self.ntypes, 4))
         self.register_buffer("dstd", torch.ones(self.ntypes, 4))
         self.register_buffer("bias_atom_e", torch.zeros(self.ntypes))
-        self.register_buffer("type_lookup", type_lookup(type_map), persistent=False)
         self.to(dtype)
 
     @property
@@ -309,7 +309,7 @@ class DeepPotSeA(Potential):
         """
         positions = batch[K.POSITIONS].to(self.dtype)
         edge_index = batch[K.EDGE_INDEX]
-        types = atom_types("DeepPotSeA", batch[K.NUMBERS], self.type_lookup, self.type_map)
+        types = self.atom_types(batch[K.NUMBERS])
         shifts = batch[K.SHIFTS].to(self.dtype)
         vectors = positions[edge_index[1]] - positions[edge_index[0]] + shifts
         keep, group, counts = _pair_groups(edge_index, vectors, types, self.ntypes, self.rcut)
@@ -388,9 +388,9 @@ class DeepPotSeA(Potential):
         Per centre type c, over every slot (empty ones count as 0) of every atom of type c:
         davg_c = (mean of s, 0, 0, 0); dstd_c = (std of s, std of s·x/r ×3) with the three
         angular columns pooled; std floored at 0.01, 0.1 for a type absent from the data.
-        b_c = ``stats.energy_shift[Z_c]`` (eV; 0 for an element the split lacks).
+        b_c = ``stats.energy_shift[Z_c]`` (eV; 0 for an element the split lacks), as every backbone.
         """
-        shift = energy_shift_per_type("DeepPotSeA", stats, self.type_map)
+        super().fit_statistics(stats, train_batches)
         moments = torch.zeros(self.ntypes, 2, 3, dtype=torch.float64, device=self.davg.device)
         for batch in train_batches:
             env, _, types = self.environment({k: v.to(self.davg.device) for k, v in batch.items()})
@@ -408,4 +408,3 @@ class DeepPotSeA(Potential):
         self.davg.zero_()
         self.davg[:, 0] = mean[:, 0]
         self.dstd.copy_(torch.cat([std[:, :1], std[:, 1:].expand(-1, 3)], 1))
-        self.bias_atom_e.copy_(shift)

@@ -42,15 +42,7 @@ from torch import Tensor, nn
 from taafs_exp.activations import build_activation
 from taafs_exp.data import keys as K
 from taafs_exp.data.stats import DatasetStatistics
-from taafs_exp.models.base import (
-    ActivationFactory,
-    Potential,
-    atom_types,
-    check_type_map,
-    energy_shift_per_type,
-    precision_dtype,
-    type_lookup,
-)
+from taafs_exp.models.base import ActivationFactory, Potential, precision_dtype
 
 
 
@@ -150,11 +142,10 @@ class PaiNN(Potential):
         base_activation: str = "silu",
     ) -> None:
         super().__init__()
-        type_map = check_type_map("PaiNN", type_map)
+        self.set_type_map(type_map)
         dtype = precision_dtype("PaiNN", precision)
         if not cutoff > 0:
             raise ValueError(f"PaiNN: cutoff must be > 0 Å, got {cutoff}")
-        self.type_map = list(type_map)
         self.cutoff = float(cutoff)
         self.scale_by_force_rms = bool(scale_by_force_rms)
         activation = activation or functools.partial(build_activation, name=base_activation)
@@ -166,7 +157,6 @@ class PaiNN(Potential):
         self.output = _scalar_mlp(num_features, list(output_hidden), 1, activation)
         if zero_init_output:
             nn.init.zeros_(self.output[-1].weight)
-        self.register_buffer("type_lookup", type_lookup(self.type_map), persistent=False)
         frequencies = math.pi / self.cutoff * torch.arange(1, num_radial + 1.0)  # nπ/r_c, Å⁻¹
         self.register_buffer("frequencies", frequencies, persistent=False)
         self.register_buffer("energy_shift", torch.zeros(len(self.type_map)))
@@ -178,10 +168,6 @@ class PaiNN(Potential):
             f"type_map={self.type_map}, cutoff={self.cutoff}, "
             f"scale_by_force_rms={self.scale_by_force_rms}"
         )
-
-    def atom_types(self, numbers: Tensor) -> Tensor:
-        """Index into ``type_map`` of every atom; ValueError naming elements outside it."""
-        return atom_types("PaiNN", numbers, self.type_lookup, self.type_map)
 
     def features(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Final scalar (N, F) and vector (N, 3, F) features, and the atom types (N,)."""
@@ -209,11 +195,10 @@ class PaiNN(Potential):
     def fit_statistics(
         self, stats: DatasetStatistics, train_batches: Iterable[dict[str, Tensor]]
     ) -> None:
-        """μ_Z = ``stats.energy_shift[Z]``, eV (0 for an element the split lacks);
-        σ = ``stats.force_rms`` when ``scale_by_force_rms`` and the split has non-zero forces.
-        ``train_batches`` is not needed.
+        """μ_Z = ``stats.energy_shift[Z]``, eV (0 for an element the split lacks), as every
+        backbone; σ = ``stats.force_rms`` when ``scale_by_force_rms`` and the split has non-zero
+        forces.
         """
-        shift = energy_shift_per_type("PaiNN", stats, self.type_map)
-        self.energy_shift.copy_(shift)
+        super().fit_statistics(stats, train_batches)
         if self.scale_by_force_rms and stats.force_rms > 0:
             self.energy_scale.fill_(stats.force_rms)
