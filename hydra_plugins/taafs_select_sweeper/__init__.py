@@ -1,0 +1,1 @@
+"""Hydra plugin package of the select sweeper (``hydra/sweeper=select_optuna``)."""
