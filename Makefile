@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-all study md-study bench-activations bench-neighbors bench-backbones data-xtb data-emt tables figures md deepmd compare-deepmd
+.PHONY: help install run test test-all study md-study select bench-activations bench-neighbors bench-backbones data-xtb data-emt tables figures md deepmd compare-deepmd
 
 help:  ## List the targets with one line each
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-20s %s\n",$$1,$$2}'
@@ -70,6 +70,13 @@ md-study: $(STAMP)  ## Train (or resume) MD_STUDY, then 21 ps NVT + 10 ps NVE on
 	  $(PY) scripts/md_validate.py checkpoint=$$run/checkpoints/last.ckpt name=$$name $(MD_LONG) \
 	    || exit 1; \
 	done
+
+SEARCH_MODEL ?= dp_cpu
+SEARCH_DATA  ?= water
+select: $(STAMP)  ## Basis search (Optuna TPE, pruned trials; resumable), its choice retrained with 3 seeds -> results/tables/select_basis__SEARCH_MODEL__SEARCH_DATA.md
+	$(PY) run.py -m hparams_search=select_basis model=$(SEARCH_MODEL) data=$(SEARCH_DATA) \
+		trainer.enable_progress_bar=false torch_threads=1
+	$(PY) scripts/select_basis.py results/search/select_basis/$(SEARCH_MODEL)/$(SEARCH_DATA)
 
 deepmd: $(STAMP)  ## Install DeePMD-kit 3.2.0 and the dependencies this venv lacks into .deepmd/ (uses this venv's torch)
 	$(VENV)/bin/pip install --no-deps --target .deepmd deepmd-kit==3.2.0 dargs==0.5.1 wcmatch==12.0.1 \
