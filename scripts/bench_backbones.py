@@ -62,14 +62,10 @@ def bench_model(model: str, base: str, taafs: list[str], repeats: int, md: bool 
         configs = {a: compose("config", overrides=[f"model={model}", f"activation={a}", "logger=none"])
                    for a in [base, *taafs]}
     datamodule = hydra.utils.instantiate(configs[base].data)
-    datamodule.setup()
     modules = {}
     for name, cfg in configs.items():
         torch.manual_seed(0)
         modules[name] = build_module(cfg, datamodule)
-    datamodule.set_cutoff(modules[base].model.cutoff)
-    for module in modules.values():
-        module.model.fit_statistics(datamodule.statistics(), datamodule.train_batches())
     batch = next(iter(datamodule.train_dataloader()))
     steps = {name: step_function(module, batch) for name, module in modules.items()}
     water = load_dataset(ROOT / "data" / "water", "deepmd")[0] if md else None  # 64 molecules, 192 atoms

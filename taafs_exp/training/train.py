@@ -37,12 +37,33 @@ from taafs_exp.training.run_store import (
 log = logging.getLogger(__name__)
 
 
-def build_module(cfg: DictConfig, datamodule: AtomsDataModule) -> PotentialModule:
-    """The backbone of ``cfg.model``, its data-dependent options resolved on the training split."""
+def build_module(
+    cfg: DictConfig, datamodule: AtomsDataModule, resume: Path | None = None
+) -> PotentialModule:
+    """The one handshake between data and model: the backbone of ``cfg.model`` takes what it
+    needs from the training split.
+
+    The options the config leaves to the data (``type_map: null``, DP's ``sel: auto``) are
+    resolved on the training frames (:meth:`Potential.resolve_hparams`) and the module is built;
+    every split is checked for elements outside its type map (a DataError naming the frame,
+    before training); the neighbour lists take its cutoff; its data-dependent buffers (energy
+    shift, input normalisation) are fitted on the training split (:meth:`Potential.fit_statistics`)
+    unless resuming: then the checkpoint ``resume`` must hold this model (:func:`check_resumable`)
+    and brings its own buffers.
+    """
+    datamodule.setup()
     model_cfg = as_plain_dict(cfg.model)
     model_cls: type[Potential] = potential_class(model_cfg.get("_target_"))
     model_cfg = model_cls.resolve_hparams(model_cfg, datamodule.frames["train"])
-    return PotentialModule(model=model_cfg, training=as_plain_dict(cfg.training))
+    module = PotentialModule(model=model_cfg, training=as_plain_dict(cfg.training))
+    model = module.model
+    datamodule.check_elements(model.type_map, type(model).__name__)
+    datamodule.set_cutoff(model.cutoff)
+    if resume is not None:
+        check_resumable(resume, module)
+    else:
+        model.fit_statistics(datamodule.statistics(), datamodule.train_batches())
+    return module
 
 
 def instantiate_logger(cfg: DictConfig) -> Any:
@@ -187,15 +208,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
 
     datamodule: AtomsDataModule = hydra.utils.instantiate(cfg.data)
-    datamodule.setup()
-    module = build_module(cfg, datamodule)
-    if module.hparams["model"].get("type_map") is not None:
-        datamodule.check_elements(module.hparams["model"]["type_map"], type(module.model).__name__)
-    datamodule.set_cutoff(module.model.cutoff)
-    if ckpt_path is not None:
-        check_resumable(ckpt_path, module)
-    else:
-        module.model.fit_statistics(datamodule.statistics(), datamodule.train_batches())
+    module = build_module(cfg, datamodule, ckpt_path)
 
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     check_test_ckpt(cfg, callbacks)
