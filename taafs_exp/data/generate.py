@@ -2,6 +2,8 @@
 
 * :func:`xtb_organic` — GFN2-xTB (tblite) on small organic molecules of the ANI-2x elements.
 * :func:`emt_alloy` — ASE's EMT on strained, randomly substituted fcc Cu–Ag–Au supercells.
+* :func:`sample_md` — the engine of both: any start structures (:class:`Trajectory`) under any
+  ASE calculator (e.g. EMT, which also has rough H, C, N, O parameters).
 
 Every frame is written with ASE's standard extxyz labels, so ``ase.io.read(path, ":")`` gives
 them back as ``atoms.get_potential_energy()`` (key ``energy``, eV) and ``atoms.get_forces()``
@@ -98,7 +100,7 @@ def xtb_organic(
         for i, (name, t) in enumerate(runs)
     ]
     with _single_openmp_thread():
-        return _sample_md(
+        return sample_md(
             path,
             trajectories,
             _xtb_calculator,
@@ -159,7 +161,7 @@ def emt_alloy(
         temperature = float(rng.choice(temperatures))
         count = min(frames_per_cell, num_frames - start)
         trajectories.append(Trajectory(atoms, temperature, count, f"alloy-{i:04d}"))
-    return _sample_md(
+    return sample_md(
         path,
         trajectories,
         EMT,
@@ -212,7 +214,7 @@ def _single_openmp_thread() -> Iterator[None]:
         gomp.omp_set_num_threads(previous)
 
 
-def _sample_md(
+def sample_md(
     path: str | Path,
     trajectories: Sequence[Trajectory],
     calculator: Callable[[], Calculator],
