@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,10 +90,33 @@ COLUMNS = (
     "seeds",
 )
 KEY_E, KEY_F = "rmse_e_per_atom_meV", "rmse_f_meV_per_A"
+#: Studies whose best TAAFS row the summary compares with the base (basis_dp, basis_ani2, ...).
+BASIS_PREFIX = "basis_"
 #: Seeds per row below which the summary states no verdict (the project's rule for a claim).
 MIN_SEEDS = 3
 #: Standard errors of the difference of means that a summary claim needs (either direction).
 CLAIM_STANDARD_ERRORS = 2.0
+
+
+def provenance(runs: Sequence[Run]) -> str:
+    """The header line naming what ``runs`` rest on: each code version (commit, 12 hex digits;
+    ``+dirty``: with uncommitted changes) and each torch thread count, with its number of runs
+    (``×n``); runs whose metrics.json predates the field count as "not recorded"."""
+
+    def tally(values: Sequence[str | int | None]) -> str:
+        counts = Counter(values)
+        parts = [f"`{v}` ×{counts[v]}" for v in sorted(v for v in counts if v is not None)]
+        if None in counts:
+            parts.append(f"not recorded ×{counts[None]}")
+        return ", ".join(parts)
+
+    versions = []
+    for run in runs:
+        version = run.metrics.get("code_version")
+        # 40 hex digits, then "+dirty" or nothing
+        versions.append(None if version is None else version[:12] + version[40:])
+    threads = [run.metrics.get("torch_threads") for run in runs]
+    return f"- Runs by code version: {tally(versions)}; by torch threads: {tally(threads)}."
 
 
 def study_rows(runs: Sequence[Run], all_runs: Sequence[Run] = ()) -> tuple[list[Row], Row | None]:
@@ -172,6 +195,7 @@ def study_table(
         "- step (ms): each run's median training step, averaged over the row's runs, on the "
         "machine and under the load each run had (this project's 2-core CPU is shared by the "
         "sweeps).",
+        provenance([run for row in rows for run in row.runs]),
         *(
             [f"- {len(reused)} run(s) trained exactly as a run of {', '.join(sources)} and reuse "
              "its results (`reused_from` in metrics.json; CPU training here is deterministic)."]
@@ -205,7 +229,7 @@ def summary_cells(runs: Sequence[Run]) -> list[list[str]]:
     """Per model and data, the best TAAFS row of its ``basis_*`` study against its base."""
     by_study: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
     for run in runs:
-        if run.experiment.startswith("basis_"):
+        if run.experiment.startswith(BASIS_PREFIX):
             by_study[(run.model, run.data, run.experiment)].append(run)
     cells = []
     for (model, data, _), study_runs in sorted(by_study.items()):
@@ -348,9 +372,9 @@ def equal_time_table(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]] |
         "(sum of step times, validation excluded). Two readings of TAAFS at time T: its "
         "validation error at its last validation point within T (same validation batches as "
         "the base's final one), and the test error of TAAFS retrained with a complete lr "
-        f"schedule whose length gives T (`{EQUAL_TIME_FULL}`). Code: "
-        f"{', '.join(sorted({str(r.metrics.get('code_version')) for r in [*study, *full.values()]}))}.",
+        f"schedule whose length gives T (`{EQUAL_TIME_FULL}`).",
         "",
+        provenance([*study, *full.values()]),
         f"- at T, validation: {_claim(base_val, at_time)}",
         f"- at T, complete schedule (test): {_claim(base_test, full_test)}",
         "",
@@ -430,6 +454,7 @@ def schedule_table(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]] | N
         "seeds; a schedule is chosen "
         "per activation by its mean final validation force RMSE only.",
         "",
+        provenance(study),
         *claims,
         "",
     ]
@@ -469,6 +494,7 @@ def build_tables(runs: Sequence[Run], out_dir: Path) -> list[Path]:
         f"{CLAIM_STANDARD_ERRORS:g}.",
         "- The best basis is picked on the same test split it is scored on, out of several "
         "bases: that selection favours it, and the verdict does not correct for it.",
+        provenance([run for run in runs if run.experiment.startswith(BASIS_PREFIX)]),
         "",
     ]
     stem = out_dir / "summary"
