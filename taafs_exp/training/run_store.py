@@ -12,22 +12,27 @@ takes that run's results instead of training the same model again.
 Identical means: the same composed config once the keys that only name a study or place its
 output are dropped (``STUDY_KEYS``), and the same model, data and placement choices. CPU training
 is deterministic here, so such a rerun would reproduce the numbers bit for bit at the same
-thread count (checked on basis_dp / knots_dp / sharing_dp seed 0 before this existed; the thread
-count, ``torch_threads``, changes only the order of float sums and is recorded in metrics.json).
+thread count (checked on basis_dp / knots_dp / sharing_dp seed 0 before this existed). The thread
+count changes the order of float sums, so a run is reused only at the thread count this run will
+train with (``torch_threads`` in its metrics.json); one that recorded none is never reused.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from taafs_exp.training.errors import ConfigError
 from taafs_exp.training.rebuild import read_json, read_saved_config
+
+log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 # the TAAFS curves of a run (written by callbacks.ActivationSnapshot, drawn by analysis.figures)
@@ -121,10 +126,17 @@ def run_choices(cfg: DictConfig) -> dict[str, str]:
     }
 
 
+def run_threads(cfg: DictConfig) -> int:
+    """The torch intra-op thread count ``cfg`` trains with: ``torch_threads``, else torch's
+    default in this process."""
+    return int(cfg.torch_threads) if cfg.get("torch_threads") else torch.get_num_threads()
+
+
 def find_identical_run(cfg: DictConfig, store: Path, output_dir: Path) -> Path | None:
     """A finished, trained (not itself reused) run under ``store`` whose training equals
-    ``cfg``'s, or None. Runs are ``<store>/<study>/<model>/<data>/<run>/``."""
-    identity, choices = training_identity(cfg), run_choices(cfg)
+    ``cfg``'s at the same thread count (:func:`run_threads`), or None. Runs are
+    ``<store>/<study>/<model>/<data>/<run>/``."""
+    identity, choices, threads = training_identity(cfg), run_choices(cfg), run_threads(cfg)
     for config_file in sorted(store.glob("*/*/*/*/.hydra/config.yaml")):
         run_dir = config_file.parent.parent
         metrics_file = run_dir / METRICS_FILE
@@ -135,8 +147,14 @@ def find_identical_run(cfg: DictConfig, store: Path, output_dir: Path) -> Path |
             (metrics.get(k) or "all") != v for k, v in choices.items()
         ):
             continue
-        if training_identity(read_saved_config(config_file)) == identity:
+        if training_identity(read_saved_config(config_file)) != identity:
+            continue
+        recorded = metrics.get("torch_threads")
+        if recorded == threads:
             return run_dir
+        why = "no thread count recorded" if recorded is None else f"{recorded} torch threads"
+        log.info("not reusing identical run %s: %s, this run trains with %d (bit-identical "
+                 "results need the same count)", run_dir, why, threads)
     return None
 
 
