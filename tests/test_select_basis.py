@@ -25,7 +25,7 @@ from taafs_exp.analysis.select import (
     write_select_report,
 )
 from taafs_exp.search.study import TRIAL_DIR, check_held_out, open_study, storage_url
-from taafs_exp.search.sweeper import check_objective
+from taafs_exp.search.sweeper import check_objective, present_keys
 from taafs_exp.training.errors import ConfigError
 from taafs_exp.training.rebuild import read_saved_config
 from taafs_exp.training.train import optimized_value
@@ -72,6 +72,15 @@ def test_search_config_composes_with_a_held_out_validation_split():
     assert not set(held_out.val) & set(held_out.test)
     assert not set(held_out.train) & (set(held_out.val) | set(held_out.test))
     check_held_out(held_out, "search split")
+
+
+def test_options_a_basis_lacks_are_not_searched():
+    """K is searched for the series bases, not for rational (sized by its degrees)."""
+    options = ["activation.num_basis", "activation.share", "activation.domain"]
+    rational = compose_config(["hparams_search=select_basis", "activation=rational"])
+    assert present_keys(rational, options) == ["activation.share", "activation.domain"]
+    chebyshev = compose_config(["hparams_search=select_basis", "activation=chebyshev"])
+    assert present_keys(chebyshev, options) == options
 
 
 def test_objective_reads_validation_only():

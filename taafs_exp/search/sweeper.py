@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,12 @@ def hydra_literal(value: Any) -> str:
 def data_split(cfg: DictConfig) -> dict[str, Any] | None:
     """``data.split`` of a config as plain values (None: the reader's random split)."""
     return OmegaConf.to_container(cfg.data)["split"]
+
+
+def present_keys(cfg: DictConfig, names: Iterable[str]) -> list[str]:
+    """The dotted keys of ``names`` that ``cfg`` has (``activation.num_basis`` is absent when
+    the activation is rational)."""
+    return [name for name in names if OmegaConf.select(cfg, name, default=_ABSENT) is not _ABSENT]
 
 
 def check_objective(metric: str) -> None:
@@ -194,9 +200,8 @@ class SelectSweeperImpl(OptunaSweeperImpl):
         for name in groups:
             trial._suggest(name, distributions[name])
         cfg = self.compose([*fixed_overrides, *(f"{n}={trial.params[n]}" for n in groups)])
-        for name, distribution in distributions.items():
-            if name not in groups and OmegaConf.select(cfg, name, default=_ABSENT) is not _ABSENT:
-                trial._suggest(name, distribution)
+        for name in present_keys(cfg, [n for n in distributions if n not in groups]):
+            trial._suggest(name, distributions[name])
         return [f"{name}={value}" for name, value in trial.params.items()]
 
     def run_trial(self, number: int, overrides: list[str]) -> None:
