@@ -12,6 +12,7 @@ from pathlib import Path
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 import hydra  # noqa: E402
+import lightning  # noqa: E402, F401  (before Hydra's job logging, which removes its handler)
 from omegaconf import DictConfig  # noqa: E402
 
 import taafs_exp  # noqa: E402, F401  (registers the resolvers the configs use)
@@ -23,10 +24,21 @@ OUTCOMES: list[tuple[str, str | None]] = []
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from taafs_exp.training.console import final_line
     from taafs_exp.training.train import optimized_value, train
 
     metrics = run_reported(train, cfg, OUTCOMES)
-    return None if metrics is None else optimized_value(metrics, cfg.optimized_metric)
+    if metrics is None:
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.RUN and rank_zero_only.rank == 0:
+        print(final_line(cfg.paths.output_dir, cfg.activation.name, list(hydra_cfg.overrides.task)),
+              flush=True)
+    return optimized_value(metrics, cfg.optimized_metric)
 
 
 if __name__ == "__main__":

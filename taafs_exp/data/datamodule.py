@@ -9,8 +9,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, DistributedSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from taafs_exp.data import keys as K
@@ -296,12 +297,34 @@ class AtomsDataModule(pl.LightningDataModule):
         for start in range(0, len(indices), batch_size):
             yield collate_graphs([train[i] for i in indices[start : start + batch_size]])
 
+    def rank_sampler(self, stage: str) -> DistributedSampler | None:
+        """This rank's share of a split under DDP (None in one process; Lightning then injects
+        no sampler of its own). Training: frames r, r+W, r+2W, ... (rank r of W) of the epoch's
+        permutation seeded ``shuffle_seed + epoch``, which in epoch 0 is the one process's order,
+        so W ranks of batch b see the frames of one process with batch W·b; padded by repeats
+        to equal steps per rank. Validation and test: every frame exactly once (ranks may
+        differ by one batch: no collective runs per evaluation batch)."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return None
+        dataset, world = self.datasets[stage], trainer.world_size
+        if len(dataset) < world:
+            raise DataError(f"{self.path}: the {stage} split has {len(dataset)} frame(s) for "
+                            f"{world} ranks; expected at least one frame per rank")
+        if stage == "train":
+            return DistributedSampler(dataset, world, trainer.global_rank, shuffle=True,
+                                      seed=self.shuffle_seed)
+        return UnrepeatedDistributedSampler(dataset, world, trainer.global_rank, shuffle=False)
+
     def _loader(self, stage: str, shuffle: bool) -> StatefulDataLoader:
         self._require_cutoff()
+        sampler = self.rank_sampler(stage)
+        shuffle = shuffle and sampler is None
         return StatefulDataLoader(
             self.datasets[stage],
             batch_size=self.batch_size if stage == "train" else self.eval_batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             generator=torch.Generator().manual_seed(self.shuffle_seed) if shuffle else None,
             collate_fn=collate_graphs,
             num_workers=self.num_workers,

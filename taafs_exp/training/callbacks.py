@@ -95,9 +95,10 @@ class RunCheckpoint(pl.Callback):
         self._previous: dict[int, Any] = {}
 
     def save(self, trainer: pl.Trainer) -> None:
-        """Write ``last.ckpt`` now (atomic with :class:`AtomicCheckpointIO`)."""
+        """Write ``last.ckpt`` now (atomic with :class:`AtomicCheckpointIO`; under DDP every rank
+        calls it, rank 0 writes)."""
         if not trainer.fast_dev_run:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
         self._last_save = time.monotonic()
 
     def _note_signal(self, signum: int, _frame: Any) -> None:
@@ -113,18 +114,26 @@ class RunCheckpoint(pl.Callback):
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._note_signal) for s in STOP_SIGNALS}
 
+    def agreed(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[int, bool]:
+        """(signal received or 0, timer due), the largest over the ranks: under DDP a save is a
+        collective (a barrier), so every rank must decide alike, whichever rank got the signal."""
+        due = self.every_s is not None and time.monotonic() - self._last_save >= self.every_s
+        flags = torch.tensor([self.signum or 0, int(due)], device=pl_module.device)
+        signum, due = trainer.strategy.reduce(flags, reduce_op="max").tolist()
+        return int(signum), bool(due)
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
     ) -> None:
-        if self.signum is not None:
+        signum, due = self.agreed(trainer, pl_module)
+        if signum:
             self.save(trainer)
-            name = signal.Signals(self.signum).name
+            name = signal.Signals(signum).name
             raise RunInterrupted(
                 f"{name} after step {trainer.global_step}: saved {self.path}; rerun the same "
                 "command to resume from it",
-                self.signum,
+                signum,
             )
-        due = self.every_s is not None and time.monotonic() - self._last_save >= self.every_s
         if (due or last_step(trainer)) and finite_weights(pl_module):
             self.save(trainer)
 

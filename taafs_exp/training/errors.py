@@ -47,9 +47,13 @@ def run_reported(task: Callable[[Any], Any], cfg: Any, outcomes: list[tuple[str,
     is recorded in ``outcomes`` (output folder, message) and the sweep goes on with the next run
     (:func:`exit_with_summary` reports at the end); other launchers get the error re-raised.
     SIGINT/SIGTERM (:class:`RunInterrupted`) stop the whole sweep, exit status 128 + signal.
+    Under DDP every rank raises the same error (the ranks agree on a stop); rank 0 reports it,
+    the others exit quietly with status 0, as Lightning SIGKILLs rank 0 when a rank it started
+    fails.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     where = str(cfg.paths.output_dir)
     try:
@@ -57,6 +61,8 @@ def run_reported(task: Callable[[Any], Any], cfg: Any, outcomes: list[tuple[str,
     except USER_ERRORS as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
+        if rank_zero_only.rank != 0:
+            sys.exit(0)
         print(f"error: {err}", file=sys.stderr, flush=True)
         if isinstance(err, RunInterrupted):
             sys.exit(128 + err.signum)

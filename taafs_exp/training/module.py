@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.strategies import Strategy
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
@@ -170,9 +171,10 @@ class PotentialModule(pl.LightningModule):
         batch = cast_floats(batch, self.model_dtype)
         pred = self(batch, create_graph=True)
         terms = self.loss_terms(batch, pred, self.global_step)
-        check_finite(
+        check_finite(  # each rank checks its own batch: all stop together (DDP)
             {f"{name} loss term": term.detach() for name, term in terms.items()},
             f"step {self.global_step}: training loss",
+            self.trainer.strategy,
         )
         loss = sum_terms(terms)
         size = int(batch[K.NUM_ATOMS].shape[0])
@@ -227,14 +229,17 @@ class PotentialModule(pl.LightningModule):
         self.val_metrics.reset()
         check_finite({k: torch.tensor(v) for k, v in values.items()},
                      f"step {self.global_step}: validation")
-        self.log_dict(values, sync_dist=False)
+        # compute() summed the metric states over the ranks (RMSE = √(Σ rank sums / Σ counts)),
+        # so every rank holds the global value: sync_dist averages identical copies (a no-op
+        # in one process) and tells Lightning the epoch value is global
+        self.log_dict(values, sync_dist=True)
         if self.trainer.sanity_checking:
             return
         rmse_e, rmse_f = values["val/rmse_e_per_atom_meV"], values["val/rmse_f_meV_per_A"]
         self.val_curve.append({"step": int(self.global_step), "rmse_e_per_atom_meV": rmse_e,
                                "rmse_f_meV_per_A": rmse_f, "train_s": round(self.train_time_s, 3)})
         best = min(row["rmse_f_meV_per_A"] for row in self.val_curve)
-        self.log("val/rmse_f_meV_per_A_best", best)
+        self.log("val/rmse_f_meV_per_A_best", best, sync_dist=True)
         if self.trainer.is_global_zero:
             print(
                 f"[val] step {self.global_step:6d}  lr {self.schedule.lr(self.global_step):.2e}  "
@@ -246,7 +251,9 @@ class PotentialModule(pl.LightningModule):
         self._evaluate(batch, self.test_metrics)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict({k: float(v) for k, v in self.test_metrics.compute().items()})
+        # global values, as in on_validation_epoch_end
+        self.log_dict({k: float(v) for k, v in self.test_metrics.compute().items()},
+                      sync_dist=True)
         self.test_metrics.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -277,16 +284,26 @@ def sum_terms(terms: dict[str, Tensor]) -> Tensor:
     return total
 
 
-def check_finite(values: dict[str, Tensor], where: str) -> None:
+def check_finite(values: dict[str, Tensor], where: str, strategy: Strategy | None = None) -> None:
     """NonFiniteError naming ``where`` and the first entry of ``values`` holding a NaN or inf
-    (training stops there; no checkpoint of the non-finite state is written)."""
+    (training stops there; no checkpoint of the non-finite state is written).
+
+    With ``strategy``, for values that differ between ranks (each rank's own batch under DDP):
+    every rank raises when any rank found one, so no rank is left waiting in a collective.
+    """
+    bad = None
     for name, value in values.items():
         if not bool(torch.isfinite(value).all()):
             shown = f"{value.item():.4g}" if value.numel() == 1 else "nan/inf entries"
-            raise NonFiniteError(
-                f"{where}: non-finite {name} ({shown}); training stopped, the last finite "
-                "checkpoint is kept and no metrics.json is written (lower training.lr.start_lr?)"
-            )
+            bad = f"{name} ({shown})"
+            break
+    if strategy is not None and strategy.reduce_boolean_decision(bad is not None, all=False):
+        bad = bad or "value on another rank"
+    if bad is not None:
+        raise NonFiniteError(
+            f"{where}: non-finite {bad}; training stopped, the last finite "
+            "checkpoint is kept and no metrics.json is written (lower training.lr.start_lr?)"
+        )
 
 
 def as_plain_dict(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from taafs_exp.data.datamodule import AtomsDataModule
@@ -18,6 +20,7 @@ from taafs_exp.machine import code_version
 from taafs_exp.models.base import Potential
 from taafs_exp.training.module import METRIC_NAMES, PotentialModule, as_plain_dict
 from taafs_exp.training.callbacks import CHECKPOINT_DIR, LAST_CHECKPOINT, AtomicCheckpointIO
+from taafs_exp.training.console import StepProgressBar, quiet_third_party
 from taafs_exp.training.errors import ConfigError
 from taafs_exp.training.rebuild import (
     ACTIVATION_FACTORY,
@@ -73,7 +76,10 @@ def instantiate_logger(cfg: DictConfig) -> Any:
         return False
     if "Wandb" in node["_target_"]:
         os.environ.setdefault("WANDB_SILENT", "true")
-    return hydra.utils.instantiate(node)
+    logger = hydra.utils.instantiate(node)
+    if isinstance(logger, WandbLogger):  # Lightning passes anonymous=None, on which wandb>=0.19
+        logger._wandb_init.pop("anonymous", None)  # warns "has no effect" (we never set it)
+    return logger
 
 
 def test_checkpoint(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
@@ -122,9 +128,23 @@ def check_activation(node: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where} (name={name!r}): {err}") from None
 
 
+def check_strategy(cfg: DictConfig) -> None:
+    """ConfigError for trainer.strategy=ddp* in a sweep (-m): Lightning starts ranks > 0 by
+    rerunning the command line, which would rerun the whole sweep in each of them."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    if (strategy.startswith("ddp") and "spawn" not in strategy and "fork" not in strategy
+            and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+        raise ConfigError(f"trainer.strategy={strategy} in a sweep (-m): Lightning reruns the "
+                          "command once per rank; expected one training per command (no -m)")
+
+
 def check_config(cfg: DictConfig) -> None:
     """ConfigError for options that cannot train, before any data is read: the seed, every
-    activation of the model config."""
+    activation of the model config, a DDP strategy in a sweep."""
+    check_strategy(cfg)
     seed = cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or not (
         SEED_RANGE[0] <= seed <= SEED_RANGE[1]
@@ -183,6 +203,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     under ``paths.registry_dir`` takes its results instead (``taafs_exp.training.run_store``).
     """
     start = time.perf_counter()
+    quiet_third_party()
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     finished = output_dir / METRICS_FILE
@@ -198,9 +219,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             print(f"identical to a finished run, reused: {twin}", flush=True)
             return reuse_run(twin, output_dir, cfg.get("experiment_name", "single"), store)
     ckpt_path = resume_checkpoint(cfg, output_dir)
-    if ckpt_path is None:
+    # under DDP this function runs once per rank (Lightning starts ranks > 0 in trainer.fit, while
+    # rank 0 waits for them): files are deleted and written, lines printed, by rank 0 alone
+    rank_zero = rank_zero_only.rank == 0
+    if ckpt_path is None and rank_zero:
         clear_stale_checkpoints(output_dir)
-    else:
+    elif ckpt_path is not None and rank_zero:
         print(f"resuming from {ckpt_path}", flush=True)
     pl.seed_everything(cfg.seed, workers=True)
     if cfg.get("torch_threads"):
@@ -212,6 +236,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     check_test_ckpt(cfg, callbacks)
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(StepProgressBar())
     logger = instantiate_logger(cfg)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()]
@@ -224,8 +250,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     test_metrics: dict[str, float] = {}
     if cfg.get("test", True):
-        results = trainer.test(
-            module, datamodule=datamodule, ckpt_path=test_checkpoint(cfg, trainer), weights_only=True
+        results = trainer.test(  # not verbose: summary_table prints the test RMSEs
+            module, datamodule=datamodule, ckpt_path=test_checkpoint(cfg, trainer),
+            weights_only=True, verbose=False,
         )
         test_metrics = {k.removeprefix("test/"): float(v) for k, v in results[0].items()}
 
@@ -254,8 +281,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         },
         "val_curve": module.val_curve,
     }
-    write_json_atomic(output_dir / METRICS_FILE, metrics)
-    print(summary_table(metrics), flush=True)
+    if rank_zero:
+        write_json_atomic(output_dir / METRICS_FILE, metrics)
+        print(summary_table(metrics), flush=True)
     return metrics
 
 
