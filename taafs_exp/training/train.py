@@ -269,6 +269,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "n_params": module.n_params(),
         "n_extra_params": module.n_extra_params(),
         "steps": int(trainer.global_step),
+        "lr": as_plain_dict(cfg.training.lr),  # start_lr, stop_lr, decay_steps
+        "val_split": datamodule.describe_split("val"),
         "wall_s": round(time.perf_counter() - start, 2),
         "fit_s": round(fit_s, 2),
         "step_time_s": None if step_time is None else round(step_time, 5),
