@@ -2,10 +2,10 @@
 
     python scripts/select_basis.py results/search/select_basis/dp_cpu/water [--seeds 0,1,2]
 
-Runs ``run.py -m experiment=select_basis_test <the search's fixed overrides> <the best trial's
-parameters> seed=<seeds>`` (finished runs are skipped: a rerun resumes; ``--seeds ''`` retrains
-nothing), then writes results/tables/select_basis__<model>__<data>.md from the study, its trial
-folders and results/runs (taafs_exp/analysis/select.py).
+Runs ``run.py -m experiment=select_basis_<backbone> <the search's fixed overrides> <the best
+trial's parameters> seed=<seeds>`` (finished runs are skipped: a rerun resumes; ``--seeds ''``
+retrains nothing), then writes results/tables/select_basis__<model>__<data>.md from the study,
+its trial folders and results/runs (taafs_exp/analysis/select.py).
 """
 
 import argparse

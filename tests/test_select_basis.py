@@ -111,7 +111,8 @@ def test_search_resumes_prunes_and_reports(tmp_path, monkeypatch, capsys):
     metrics = json.loads((folder / TRIAL_DIR.format(number=0) / "metrics.json").read_text())
     assert first.value == metrics["val_curve"][-1]["rmse_f_meV_per_A"]
     assert metrics["test"]["rmse_f_meV_per_A"] is None  # test=false: the test split is not read
-    split = read_saved_config(folder / TRIAL_DIR.format(number=0) / ".hydra" / "config.yaml").data.split
+    saved = folder / TRIAL_DIR.format(number=0) / ".hydra" / "config.yaml"
+    split = read_saved_config(saved).data.split
     assert (list(split.train), list(split.val), list(split.test)) == (
         ["data_0", "data_1"], ["data_2"], ["data_3"])
 
@@ -137,7 +138,7 @@ def test_search_resumes_prunes_and_reports(tmp_path, monkeypatch, capsys):
 
     study, read = read_trials(folder)
     overrides = retrain_overrides(study, read[0])
-    assert overrides[0] == "experiment=select_basis_test"
+    assert overrides[0] == "experiment=select_basis_dp"
     assert not any(o.startswith(("hparams_search=", "data.split=")) for o in overrides)
     hydra_main(["-m", *overrides, "seed=0"], monkeypatch)
     path = write_select_report(folder, collect_runs(tmp_path / "results" / "runs"),
@@ -147,10 +148,11 @@ def test_search_resumes_prunes_and_reports(tmp_path, monkeypatch, capsys):
     assert "2 trials (1 complete, 1 pruned)" in text
     assert ("MedianPruner(n_startup_trials=4, n_warmup_steps=1) then "
             "ThresholdPruner(n_warmup_steps=1, upper=0.0)") in text
-    assert "validated on data_2" in text and "data=water validates on data_3, its test split" in text
+    assert "validated on data_2" in text
+    assert "data=water validates on data_3, its test split" in text
     assert f"| 1 | pruned | {trials[1].params['activation']} |" in text
     retrained = collect_runs(tmp_path / "results" / "runs")
-    assert [r.experiment for r in retrained] == ["select_basis_test"]
+    assert [r.experiment for r in retrained] == ["select_basis_dp"]
     assert f"{retrained[0].metrics['test']['rmse_f_meV_per_A']:.1f} ± n/a" in text
     assert retrained[0].metrics["test"]["split"].startswith("test: data_3")
 
@@ -158,10 +160,12 @@ def test_search_resumes_prunes_and_reports(tmp_path, monkeypatch, capsys):
 def grid_run(experiment: str, name: str, k: int | None, seed: int, f: float, steps: int = 1000,
              reused: str | None = None) -> Run:
     """A finished run as collect_runs reads it from metrics.json."""
-    act = {"name": name, **({"num_basis": k, "share": "layer", "domain": [-4.0, 4.0]} if k else {})}
+    options = {"num_basis": k, "share": "layer", "domain": [-4.0, 4.0]} if k else {}
+    act = {"name": name, **options}
     metrics = {"experiment": experiment, "budget": "cpu", "model": "dp_cpu", "data": "water",
                "activation": act, "steps": steps, "wall_s": 60.0, "seed": seed,
-               "test": {"rmse_f_meV_per_A": f, "rmse_e_per_atom_meV": 2.0, "split": "test: data_3"},
+               "test": {"rmse_f_meV_per_A": f, "rmse_e_per_atom_meV": 2.0,
+                        "split": "test: data_3"},
                **({"reused_from": reused} if reused else {})}
     return Run(path=Path(experiment), experiment=experiment, budget="cpu", model="dp_cpu",
                data="water", activation=name, num_basis=k, share="layer" if k else None,
@@ -179,7 +183,8 @@ def test_grid_rows_count_each_trained_run_once():
               grid_run("knots_dp", "chebyshev", 16, 0, 150.0, steps=4000)]  # other budget
     like = {"model": "dp_cpu", "data": "water", "budget": "cpu", "steps": 1000}
     picked = grid_runs([k8_reused, k8, k32, *others], GRID_STUDIES, like)
-    assert sorted((r.experiment, r.num_basis) for r in picked) == [("basis_dp", 8), ("knots_dp", 32)]
+    assert sorted((r.experiment, r.num_basis) for r in picked) == [
+        ("basis_dp", 8), ("knots_dp", 32)]
     assert cost_cells("grid", [*picked, k8_reused]) == ["grid", "2 (+1 reused)", "2000", "2.0 min"]
     chosen = parameter_values({"activation": "chebyshev", "activation.num_basis": 32,
                                "activation.domain": "[-4.0,4.0]"})

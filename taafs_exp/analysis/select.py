@@ -1,7 +1,7 @@
 """The report of a basis search (``conf/hparams_search/select_basis.yaml``): its trials, the
 configuration it chose, that configuration retrained on the data's own split and tested
-(``experiment=select_basis_test``), beside the best row of the grid studies at the same budget,
-and what the search and the grid cost.
+(``experiment=select_basis_<backbone>``), beside the best row of the grid studies at the same
+budget, and what the search and the grid cost.
 
 Reads the study's SQLite storage, the trial folders and the run store; trains nothing.
 """
@@ -32,10 +32,14 @@ from taafs_exp.search.study import (
 from taafs_exp.training.rebuild import read_json
 from taafs_exp.training.run_store import METRICS_FILE
 
-#: The study that retrains the chosen configuration on the data's own split.
-TEST_STUDY = "select_basis_test"
 #: The grid studies whose rows the search replaces (basis x K x sharing of DP on water).
 GRID_STUDIES = ("basis_dp", "knots_dp", "sharing_dp")
+
+
+def retrain_study(model: str) -> str:
+    """The study that retrains a search's choice for ``model`` on the data's own split:
+    ``select_basis_<backbone>`` (conf/experiment/; dp for dp and dp_cpu)."""
+    return f"select_basis_{model.split('_')[0]}"
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,8 @@ def retrain_overrides(study: optuna.Study, trial: Trial) -> list[str]:
     """``run.py -m`` overrides that retrain ``trial``'s configuration on the data's own split:
     the search command's fixed overrides, the trial's parameters and the test study."""
     params = [f"{name}={value}" for name, value in trial.frozen.params.items()]
-    return ["experiment=" + TEST_STUDY, *study.user_attrs[ATTR_OVERRIDES], *params]
+    return [f"experiment={retrain_study(trial.metrics['model'])}",
+            *study.user_attrs[ATTR_OVERRIDES], *params]
 
 
 def parameter_values(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,7 +137,8 @@ def split_text(split: Mapping[str, Any] | None, stage: str) -> str:
     if not split:
         return "random"
     if "fractions" in split:
-        return f"random {100 * float(split['fractions'][('train', 'val', 'test').index(stage)]):.0f}%"
+        share = float(split["fractions"][("train", "val", "test").index(stage)])
+        return f"random {100 * share:.0f}%"
     return " + ".join(map(str, split[stage]))
 
 
@@ -211,7 +217,8 @@ def select_report(folder: Path, runs: Sequence[Run], grid: Sequence[str] = GRID_
     columns = ["trial", "state", *names, "val F RMSE (meV/Å)", "steps", "time (s)"]
     text = markdown(header, columns, cells)
 
-    retrained = [r for r in runs if r.experiment == TEST_STUDY and trains(r, values)
+    retrained = [r for r in runs
+                 if r.experiment == retrain_study(like["model"]) and trains(r, values)
                  and (r.model, r.data, r.budget, r.metrics["steps"])
                  == (like["model"], like["data"], like["budget"], like["steps"])]
     mine = group_rows(retrained)[0] if retrained else None
@@ -266,12 +273,14 @@ def select_report(folder: Path, runs: Sequence[Run], grid: Sequence[str] = GRID_
         "runs from a trial's start to its end as Optuna stored them.",
         f"- Grid runs' code versions: {', '.join(versions) if grid_all else 'n/a'}.",
         *([f"- At the search's {search_s / search_steps:.3f} s per step (everything included), "
-           f"the grid's steps would take about {_duration(search_s / search_steps * int(grid_cost[2]))}."]
+           "the grid's steps would take about "
+           f"{_duration(search_s / search_steps * int(grid_cost[2]))}."]
           if search_steps and grid_all else []),
         "",
     ]
     cost_rows = [
-        [f"search ({len(trials)} trials)", str(len(trials)), str(search_steps), _duration(search_s)],
+        [f"search ({len(trials)} trials)", str(len(trials)), str(search_steps),
+         _duration(search_s)],
         cost_cells("search's choice, retrained", retrained),
         grid_cost,
     ]

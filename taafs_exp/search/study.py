@@ -39,8 +39,8 @@ def open_study(storage: str, study_name: str | None = None, pruner: BasePruner |
     if study_name is None and len(names) == 1:
         study_name = names[0]
     if study_name not in names:
-        raise ConfigError(f"{storage}: no Optuna study {study_name!r} (it holds {names}); expected "
-                          "the storage of a search (python run.py -m hparams_search=...)")
+        raise ConfigError(f"{storage}: no Optuna study {study_name!r} (it holds {names}); "
+                          "expected the storage of a search (python run.py -m hparams_search=...)")
     return optuna.load_study(study_name=study_name, storage=storage, pruner=pruner,
                              sampler=sampler)
 
