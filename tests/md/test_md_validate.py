@@ -52,8 +52,11 @@ def test_md_validate_writes_report_and_summary(tiny_checkpoint, tmp_path):
     assert_energy_matches_trajectory(report["nve"], out / "nve.traj")
     assert report["nvt"]["rdf_snapshots"] == 3  # steps 10, 15, 20
     assert set(report["nvt"]["rdf"]) == {"O-O", "O-H", "H-H", "total_distance_A"}
-    assert report["nvt"]["rdf"]["total_distance_A"] > 0
-    assert report["nvt"]["ns_per_day"] > 0
+    rdf = report["nvt"]["rdf"]
+    pairs = [rdf[p]["distance_A"] for p in ("O-O", "O-H", "H-H")]
+    assert min(pairs) > 0 and rdf["total_distance_A"] == pytest.approx(sum(pairs))
+    nvt = report["nvt"]  # steps/s × fs/step × 86400 s/day × 1e-6 ns/fs
+    assert nvt["ns_per_day"] == pytest.approx(nvt["steps_per_s"] * nvt["timestep_fs"] * 0.0864)
     for name in ("report.md", "energy.png", "rdf.png", "nve.traj", "nvt.traj"):
         assert (out / name).stat().st_size > 0, name
     summary = (results / "summary.md").read_text()
