@@ -120,6 +120,11 @@ def replace_activations(
     return sum(p.numel() for p in model.parameters()) - before
 
 
+def taafs_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters inside TAAFS activations (their coefficients), in module order."""
+    return [p for m in model.modules() if isinstance(m, TAAFS) for p in m.parameters()]
+
+
 def extra_parameter_count(model: nn.Module) -> int:
     """Parameters inside TAAFS activations: what TAAFS adds over the same model with the base."""
-    return sum(p.numel() for m in model.modules() if isinstance(m, TAAFS) for p in m.parameters())
+    return sum(p.numel() for p in taafs_parameters(model))

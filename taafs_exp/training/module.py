@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -12,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
-from taafs_exp.activations import extra_parameter_count
+from taafs_exp.activations import extra_parameter_count, taafs_parameters
 from taafs_exp.data import keys as K
 from taafs_exp.models.base import Potential
 from taafs_exp.training.errors import NonFiniteError
@@ -240,12 +241,12 @@ class PotentialModule(pl.LightningModule):
                                "rmse_f_meV_per_A": rmse_f, "train_s": round(self.train_time_s, 3)})
         best = min(row["rmse_f_meV_per_A"] for row in self.val_curve)
         self.log("val/rmse_f_meV_per_A_best", best, sync_dist=True)
-        if self.trainer.is_global_zero:
-            print(
-                f"[val] step {self.global_step:6d}  lr {self.schedule.lr(self.global_step):.2e}  "
-                f"E rmse {rmse_e:9.3f} meV/atom  F rmse {rmse_f:9.2f} meV/Å",
-                flush=True,
-            )
+        # rank 0 only, through the progress bar when one is drawn (a print would land inside it)
+        self.print(
+            f"[val] step {self.global_step:6d}  lr {self.schedule.lr(self.global_step):.2e}  "
+            f"E rmse {rmse_e:9.3f} meV/atom  F rmse {rmse_f:9.2f} meV/Å"
+        )
+        sys.stdout.flush()
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.test_metrics)
@@ -256,9 +257,23 @@ class PotentialModule(pl.LightningModule):
                       sync_dist=True)
         self.test_metrics.reset()
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups: one, or with ``training.activation_lr_scale`` = s
+        (absent: 1) the TAAFS coefficients in a group of their own at s × the schedule's lr,
+        both decayed by the same schedule."""
+        scale = float(self.hparams["training"].get("activation_lr_scale", 1.0))
+        if scale == 1.0:
+            return [{"params": list(self.parameters())}]
+        taafs = {id(p) for p in taafs_parameters(self.model)}
+        return [
+            {"params": [p for p in self.parameters() if id(p) not in taafs]},
+            {"params": taafs_parameters(self.model), "lr": scale * self.schedule.start_lr},
+        ]
+
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(
-            self.hparams["training"].get("optimizer"), self.parameters(), self.schedule.start_lr
+            self.hparams["training"].get("optimizer"), self.parameter_groups(),
+            self.schedule.start_lr,
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule.factor)
         return {
