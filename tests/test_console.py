@@ -35,8 +35,12 @@ def test_a_run_prints_each_line_once_steps_and_where_its_folder_is(tmp_path):
         assert console.count(record) == 1, record
     for notice in NOTICES:
         assert notice not in console
-    bar = [s for s in re.split(r"[\r\n]", proc.stdout) if s.startswith("steps:")]
+    # what a terminal line starts with (cursor moves of the bars dropped)
+    shown = re.split(r"[\r\n]", re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", proc.stdout))
+    bar = [s for s in shown if s.startswith("steps:")]
     assert bar and "| 2/2 " in bar[-1] and "Epoch" not in proc.stdout
+    val_lines = [s for s in shown if "[val]" in s]  # its own line, not inside a bar
+    assert len(val_lines) == 1 and val_lines[0].startswith("[val] step      2  lr ")
     last = proc.stdout.strip().splitlines()[-1]
     folder, compare = last.removeprefix("run folder: ").split(" — compare with tanh: ")
     assert Path(folder) == out and (Path(folder) / "metrics.json").is_file()
