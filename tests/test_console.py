@@ -52,6 +52,8 @@ def test_final_line_swaps_the_activation_and_drops_hydra_options(tmp_path):
                                          "trainer.max_steps=5", "model.neuron=[4,8]"])
     assert line == (f"run folder: {tmp_path} — compare with chebyshev: python run.py "
                     "activation=chebyshev model=dp trainer.max_steps=5 'model.neuron=[4,8]'")
+    line = final_line(tmp_path, "chebyshev", ["activation.num_basis=12", "+activation.x=1"])
+    assert line.endswith("compare with tanh: python run.py activation=tanh")
 
 
 def test_only_the_named_third_party_notices_are_hidden():

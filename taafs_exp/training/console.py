@@ -79,10 +79,10 @@ def shown_path(path: str | Path) -> str:
 
 def final_line(output_dir: str | Path, activation: str, overrides: list[str]) -> str:
     """``run folder: <dir> — compare with tanh: python run.py activation=tanh <overrides>``: the
-    same command line (``overrides`` as typed, Hydra's own ``hydra.*`` ones dropped: the other
-    run gets its own folder) with the other activation."""
+    same command line (``overrides`` as typed) with the other activation; the options of this
+    activation and Hydra's own ``hydra.*`` (the other run gets its own folder) are dropped."""
     other = DEFAULT_TAAFS if activation == BASELINE else BASELINE
-    kept = [o for o in overrides
-            if not o.lstrip("+~").startswith(("activation=", "hydra.", "hydra/"))]
+    dropped = ("activation=", "activation.", "hydra.", "hydra/")
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(dropped)]
     command = shlex.join(["python", "run.py", f"activation={other}", *kept])
     return f"run folder: {shown_path(output_dir)} — compare with {other}: {command}"
