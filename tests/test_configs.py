@@ -2,14 +2,18 @@
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
 import pytest
 import torch
+from omegaconf import DictConfig
 
 from helpers import CONF, compose_config
-from taafs_exp.activations import FIXED_ACTIVATIONS, available_activations
+from taafs_exp.activations import (
+    FIXED_ACTIVATIONS, available_activations, extra_parameter_count,
+)
 from taafs_exp.training.train import build_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,14 +34,71 @@ def water(tmp_path_factory):
     return datamodule
 
 
+def activation_sites(hparams: DictConfig, type_map: Sequence[str]) -> int:
+    """Activation call sites of a backbone config, from its architecture (n_t = len(type_map)).
+
+    DP: every hidden layer of the embedding nets (n_t with type_one_side, else n_t²) and of the
+    n_t fitting nets. ANI: every hidden layer of every element's network. PaiNN: 2 per
+    interaction (message and update MLPs) + one per readout hidden layer. CHGNet: a gated MLP
+    with hidden widths h has 2·len(h) + 1 (value h + 1, gate h); every atom block has the atom
+    update (+ the bond update), the num_blocks − 1 bond blocks the bond update (+ the angle
+    update, all but the last), then one per readout hidden layer.
+    """
+    kind, n_t = hparams._target_.rsplit(".", 1)[1], len(type_map)
+    if kind == "DeepPotSeA":
+        nets = n_t if hparams.type_one_side else n_t**2
+        return nets * len(hparams.neuron) + n_t * len(hparams.fitting_neuron)
+    if kind == "ANI2x":
+        return sum(len(hparams.hidden_dims.get(e, hparams.default_hidden_dims)) for e in type_map)
+    if kind == "PaiNN":
+        return 2 * hparams.num_interactions + len(hparams.output_hidden)
+    if kind == "CHGNet":
+        def gated(hidden: Sequence[int] | None) -> int:
+            return 0 if hidden is None else 2 * len(hidden) + 1
+
+        blocks = hparams.num_blocks
+        atom = blocks * (
+            gated(hparams.atom_conv_hidden_dims) + gated(hparams.bond_update_hidden_dims)
+        )
+        bond = (blocks - 1) * gated(hparams.bond_conv_hidden_dims)
+        angle = (blocks - 2) * gated(hparams.angle_update_hidden_dims)
+        return atom + bond + angle + len(hparams.final_hidden_dims)
+    raise AssertionError(f"activation_sites: no architecture formula for {hparams._target_}")
+
+
+def parameter_count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.fixture(scope="module")
+def base_parameters(water, tmp_path_factory):
+    """Parameter count of each model config built with its own (fixed) base activation."""
+    counts: dict[str, int] = {}
+
+    def count(model: str, base_activation: str) -> int:
+        if model not in counts:
+            overrides = [f"model={model}", f"activation={base_activation}", "logger=none"]
+            cfg = compose_config(overrides, tmp_path_factory.mktemp("base"))
+            counts[model] = parameter_count(build_module(cfg, water).model)
+        return counts[model]
+
+    return count
+
+
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_every_model_and_activation_builds(model, activation, water, tmp_path):
+def test_every_model_and_activation_builds(model, activation, water, base_parameters, tmp_path):
+    """The model has its base build's parameters plus, at each activation call site, one curve
+    with the parameters of the activation built alone (share=layer: K; fixed: none)."""
     cfg = compose_config([f"model={model}", f"activation={activation}", "logger=none"], tmp_path)
     assert cfg.model_name == model and cfg.activation_name == activation
+    base = base_parameters(model, cfg.model.base_activation)
     module = build_module(cfg, water)
-    assert sum(p.numel() for p in module.model.parameters()) > 0
-    assert (module.n_extra_params() == 0) == (activation in FIXED_ACTIVATIONS)
+    per_curve = extra_parameter_count(hydra.utils.instantiate(cfg.activation)(num_channels=1))
+    assert (per_curve == 0) == (activation in FIXED_ACTIVATIONS)
+    extra = activation_sites(cfg.model, module.model.type_map) * per_curve
+    assert module.n_extra_params() == extra
+    assert parameter_count(module.model) == base + extra
 
 
 def test_trainer_configs_compose(tmp_path):

@@ -57,7 +57,10 @@ def test_run_py_writes_valid_metrics(tmp_path):
         assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", metrics["code_version"])
     else:
         assert metrics["code_version"] is None
-    assert metrics["n_extra_params"] > 0 and metrics["n_params"] > metrics["n_extra_params"]
+    # Chebyshev K = 8, one curve per hidden layer: 2 layers in each of the 2 embedding nets
+    # (type_one_side: one per neighbour type, O and H) and in each of the 2 fitting nets
+    assert metrics["n_extra_params"] == (2 * 2 + 2 * 2) * 8
+    assert metrics["n_params"] > metrics["n_extra_params"]
     assert metrics["test"]["split"].startswith("test: data_3 (")
     for name in METRIC_NAMES:
         assert metrics["test"][name] > 0

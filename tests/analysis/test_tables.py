@@ -143,15 +143,16 @@ def test_study_without_baseline_borrows_the_same_budget_baseline(store, tmp_path
 def test_tables_count_runs_by_code_version_and_thread_count(store, tmp_path):
     """The 6 fixture runs recorded neither field (metrics.json from before they existed)."""
     commit = "0123456789abcdef0123456789abcdef01234567"
-    for seed, (version, threads) in enumerate([(commit, 1), (commit + "+dirty", 1), (commit, 2)]):
+    provenance = [(commit, 1), (commit + "+dirty", 1), (commit, 2)]
+    for seed, (version, threads) in enumerate(provenance):
         folder = write_run(store, "bspline", seed, 0.9, 80.0, num_basis=8, extra=64)
         metrics = json.loads((folder / "metrics.json").read_text())
         metrics.update(code_version=version, torch_threads=threads)
         (folder / "metrics.json").write_text(json.dumps(metrics))
     out = tmp_path / "tables"
     build_tables(collect_runs(store), out)
-    line = ("- Runs by code version: `0123456789ab` ×2, `0123456789ab+dirty` ×1, not recorded ×6; "
-            "by torch threads: `1` ×2, `2` ×1, not recorded ×6.")
+    line = ("- Runs by code version: `0123456789ab` ×2, `0123456789ab+dirty` ×1, "
+            "not recorded ×6; by torch threads: `1` ×2, `2` ×1, not recorded ×6.")
     assert line in (out / "basis_dp__dp__water.md").read_text().splitlines()
     assert line in (out / "summary.md").read_text().splitlines()
 
