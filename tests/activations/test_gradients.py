@@ -12,9 +12,10 @@ from taafs_exp.activations import kernels
 
 #: Every kernel path a linear basis can take; rational has one (plain autograd, no option).
 PATHS = ("compiled", "eager")
+#: residual adds base(x) outside the kernels (TAAFS.forward), so it is checked on one path
 CASES = [
     (n, s, r, k) for n in TRAINABLE for s in ("layer", "channel") for r in (False, True)
-    for k in (PATHS if n != "rational" else (None,))
+    for k in ((None,) if n == "rational" else ("eager",) if r else PATHS)
 ]
 
 
@@ -79,19 +80,20 @@ def test_kernels_equal_naive_autograd(name: str, share: str, kernel: str) -> Non
 
 
 @pytest.mark.parametrize("name", LINEAR)
-def test_compiled_equals_eager(name: str) -> None:
-    """Compiled kernels equal the eager ones: 1e-10 in float64, 1e-5 relative in float32."""
-    for dtype, rtol, atol in ((torch.float64, 1e-10, 1e-10), (torch.float32, 1e-5, 1e-5)):
-        act = make(name, "channel").to(dtype)
-        with torch.no_grad():
-            act.coefficients.add_(0.2 * torch.randn_like(act.coefficients))
-        x = torch.randn(300, 3, dtype=dtype) * 2
-        act.kernel = "compiled"
-        compiled = _force_pattern(act, x)
-        act.kernel = "eager"
-        eager = _force_pattern(act, x)
-        for a, b in zip(compiled, eager):
-            torch.testing.assert_close(a, b, rtol=rtol, atol=atol * b.abs().max().item())
+def test_compiled_equals_eager_in_float32(name: str) -> None:
+    """Compiled kernels equal the eager ones in float32 to 1e-5 relative (float64: both equal
+    the naive path to 1e-9, :func:`test_kernels_equal_naive_autograd`). One curve per layer:
+    the float32 graphs test_api's float32 test compiles."""
+    act = make(name, "layer").float()
+    with torch.no_grad():
+        act.coefficients.add_(0.2 * torch.randn_like(act.coefficients))
+    x = torch.randn(300, 3) * 2
+    act.kernel = "compiled"
+    compiled = _force_pattern(act, x)
+    act.kernel = "eager"
+    eager = _force_pattern(act, x)
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
 
 
 def test_third_derivative_is_refused_cleanly() -> None:

@@ -23,11 +23,11 @@ def _force_pattern(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("share", ["layer", "channel"])
 def test_new_row_counts_do_not_recompile(share: str) -> None:
     """Atom and neighbour counts change every frame: after the first size, no new graph."""
-    act = make("legendre", share, channels=5)
-    _force_pattern(act, torch.randn(37, 5, dtype=torch.float64))
+    act = make("legendre", share)  # 3 channels: the graphs of the gradient tests
+    _force_pattern(act, torch.randn(37, 3, dtype=torch.float64))
     before = counters["stats"]["unique_graphs"]
     for rows in (2, 64, 301, 1000):
-        _force_pattern(act, torch.randn(rows, 5, dtype=torch.float64))
+        _force_pattern(act, torch.randn(rows, 3, dtype=torch.float64))
     assert counters["stats"]["unique_graphs"] == before
 
 
