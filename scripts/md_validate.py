@@ -33,6 +33,7 @@ from taafs_exp.md import (  # noqa: E402
     radial_distribution,
     run_md,
 )
+from taafs_exp.md.scan import scan_report  # noqa: E402
 from taafs_exp.md.report import (  # noqa: E402
     equilibrated_temperature,
     md_goals,
@@ -71,6 +72,7 @@ def main(cfg: DictConfig) -> None:
     if any(not torch.equal(f.numbers, start.numbers) for f in frames):
         raise ValueError(f"{cfg.data_path}: frames differ in atoms; the RDF needs one composition")
     limits = StabilityLimits(**cfg.stability)
+    short_range = scan_report(frame_atoms(start), calc, cfg.scan_distances_A)
 
     runs = {}
     for ensemble in ("nve", "nvt"):
@@ -149,6 +151,7 @@ def main(cfg: DictConfig) -> None:
             "rdf_snapshots": len(sampled),
             "rdf": rdf_analysis(model_rdf, reference) if model_rdf else None,
         },
+        "short_range": short_range,
         "rdf_curves": rdf_curves(model_rdf) if model_rdf else None,
         "reference_rdf": rdf_curves(reference),
     }

@@ -292,6 +292,24 @@ def run_markdown(report: dict[str, Any]) -> str:
                     f"| {_fmt(v['peak_g'])} ({v['ref_peak_g']:.2f}) |"
                 )
         lines.append(f"| total | {rdf['total_distance_A']:.4f} | | |")
+    if report.get("short_range"):
+        lines += [
+            "",
+            "## Short-range scans (start frame)",
+            "",
+            "One H moved along its line to an O, every other atom fixed; E relative to the pair's "
+            "own distance r₀ (eV). A physical surface rises as the pair closes; a positive "
+            "largest drop is a hole the dynamics can fall into.",
+            "",
+            "| pair | r Å → E eV | largest drop when closing, eV |",
+            "|---|---|---|",
+            *[
+                f"| {pair} | "
+                + ", ".join(f"{r:.2f}: {e:+.2f}" for r, e in zip(v["r_A"], v["energy_eV"]))
+                + f" | {v['largest_drop_when_closing_eV']:.2f} |"
+                for pair, v in report["short_range"].items()
+            ],
+        ]
     if report.get("goals"):
         criteria, met = report["goals"]["criteria"], report["goals"]["met"]
         lines += [
