@@ -500,16 +500,16 @@ def build_tables(runs: Sequence[Run], out_dir: Path) -> list[Path]:
     stem = out_dir / "summary"
     write_table(stem, summary_header, SUMMARY_COLUMNS, summary_cells(runs))
     written.append(stem.with_suffix(".md"))
-    schedules = schedule_table(runs)
-    if schedules is not None:
-        first = next(r for r in runs if r.experiment == SCHEDULE)
-        stem = out_dir / f"{SCHEDULE}__{first.model}__{first.data}"
-        write_table(stem, schedules[0], SCHEDULE_COLUMNS, schedules[1])
-        written.append(stem.with_suffix(".md"))
-    equal_time = equal_time_table(runs)
-    if equal_time is not None:
-        first = next(r for r in runs if r.experiment == EQUAL_TIME)
-        stem = out_dir / f"equal_time__{first.model}__{first.data}"
-        write_table(stem, equal_time[0], EQUAL_TIME_COLUMNS, equal_time[1])
+    views = (  # (study read, table name, builder, columns): tables across a study's rows
+        (SCHEDULE, SCHEDULE, schedule_table, SCHEDULE_COLUMNS),
+        (EQUAL_TIME, "equal_time", equal_time_table, EQUAL_TIME_COLUMNS),
+    )
+    for experiment, name, build, columns in views:
+        view = build(runs)
+        if view is None:
+            continue
+        first = next(r for r in runs if r.experiment == experiment)
+        stem = out_dir / f"{name}__{first.model}__{first.data}"
+        write_table(stem, view[0], columns, view[1])
         written.append(stem.with_suffix(".md"))
     return written
