@@ -7,7 +7,9 @@ first value (a seed changes initial weights and data order, not what is built); 
 composed and checked (:func:`check_config`), and one Lightning training step runs once per
 distinct resolved ``model`` config, i.e. per
 (backbone, activation, K, share, placement, residual), in-process on one water frame per split,
-no logger and no callbacks. ``make test`` runs the basis TAAFS on the eager kernels (the compiled
+no logger and no callbacks. A study on other data (the generated sets, made on first use and
+not in CI) steps on the same water frame, with the options it pins to its data (``type_map``,
+DP's ``sel``) taken from that frame instead. ``make test`` runs the basis TAAFS on the eager kernels (the compiled
 ones are tested in tests/activations; compiling every K up to 32 takes minutes); the ``slow``
 variant, in ``make test-all``, steps each point with the compiled kernels the studies train with.
 An experiment added later is picked up by the glob.
@@ -113,6 +115,11 @@ def test_every_grid_point_composes_and_trains_a_step(experiment, kernel, one_wat
         cfg = compose_config([f"experiment={experiment}", *point, "logger=none"], tmp_path)
         check_config(cfg)
         set_kernel(cfg, kernel)
+        if cfg.hydra.runtime.choices.data != "water":
+            with open_dict(cfg):
+                cfg.model.type_map = None
+                if "sel" in cfg.model:
+                    cfg.model.sel = "auto"
         key = json.dumps(OmegaConf.to_container(cfg.model, resolve=True), sort_keys=True)
         if key not in stepped:
             one_step(cfg, one_water_frame)
