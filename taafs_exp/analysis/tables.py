@@ -449,8 +449,8 @@ def schedule_table(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]] | N
         DISCLAIMER,
         "",
         f"Exponential decay from start_lr to stop_lr over the run ({first.budget} budget's step "
-        f"count; the loss prefactors follow the lr as in DeePMD-kit). Validation: "
-        f"{first.metrics['val_split']}; test: {first.metrics['test']['split']}. Mean ± std over "
+        f"count; the loss prefactors follow the lr as in DeePMD-kit). Splits: "
+        f"{first.metrics['val_split']}; {first.metrics['test']['split']}. Mean ± std over "
         "seeds; a schedule is chosen "
         "per activation by its mean final validation force RMSE only.",
         "",

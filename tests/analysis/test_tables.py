@@ -238,4 +238,4 @@ def test_schedule_table_chooses_each_schedule_on_validation(tmp_path):
     assert "both at 0.003 → 1e-05: ΔF -31.6%" in md  # 130 vs 190
     # chosen: tanh at 1e-3 (test 205), Chebyshev at 3e-3 (test 130): -36.6 %, 75 / sqrt(200/3) SE
     assert "chebyshev K=8 layer (0.003 → 1e-05) vs tanh (0.001 → 1e-05): ΔF -36.6%, +9.2 SE" in md
-    assert "Validation: val: data_2 (80 frames); test: test: data_3 (100 frames)" in md
+    assert "Splits: val: data_2 (80 frames); test: data_3 (100 frames)" in md
