@@ -8,7 +8,6 @@ Reads the study's SQLite storage, the trial folders and the run store; trains no
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,15 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.trial import FrozenTrial, TrialState
 
 from taafs_exp.analysis.collect import Run
-from taafs_exp.analysis.tables import DISCLAIMER, KEY_E, KEY_F, Row, group_rows, markdown
+from taafs_exp.analysis.tables import (
+    DISCLAIMER,
+    KEY_E,
+    KEY_F,
+    Row,
+    fmt_pm,
+    group_rows,
+    markdown,
+)
 from taafs_exp.search.study import (
     ATTR_DATA_SPLIT,
     ATTR_OVERRIDES,
@@ -143,10 +150,7 @@ def split_text(split: Mapping[str, Any] | None, stage: str) -> str:
 
 
 def _pm(row: Row | None, key: str, digits: int) -> str:
-    if row is None:
-        return "n/a"
-    std = row.std(key)
-    return f"{row.mean(key):.{digits}f} ± {'n/a' if math.isnan(std) else f'{std:.{digits}f}'}"
+    return "n/a" if row is None else fmt_pm(row.mean(key), row.std(key), digits)
 
 
 def _duration(seconds: float) -> str:

@@ -69,8 +69,17 @@ def delta_percent(value: float, base: float | None) -> float | None:
     return None if base is None else 100.0 * (value - base) / base
 
 
-def _fmt_pm(mean: float, std: float, digits: int) -> str:
+def fmt_pm(mean: float, std: float, digits: int) -> str:
+    """``mean ± std`` to ``digits`` decimals (std n/a when NaN: a single seed)."""
     return f"{mean:.{digits}f} ± {'n/a' if math.isnan(std) else f'{std:.{digits}f}'}"
+
+
+def _pm_values(values: Sequence[float], digits: int = 1) -> str:
+    """``mean ± sample std`` of ``values`` (std n/a for one value; n/a for none)."""
+    if not values:
+        return "n/a"
+    std = statistics.stdev(values) if len(values) > 1 else math.nan
+    return fmt_pm(statistics.fmean(values), std, digits)
 
 
 def _fmt_delta(delta: float | None) -> str:
@@ -163,8 +172,8 @@ def study_table(
         step_ms = (
             f"{1000 * statistics.fmean(step_times):.0f}" if all(step_times) else "n/a"
         )
-        e_cell = _fmt_pm(e, row.std(KEY_E), 3)
-        f_cell = _fmt_pm(f, row.std(KEY_F), 1)
+        e_cell = fmt_pm(e, row.std(KEY_E), 3)
+        f_cell = fmt_pm(f, row.std(KEY_F), 1)
         cells.append(
             [
                 row.label + (f" (base, {row.first.experiment})" if row is base else ""),
@@ -352,14 +361,9 @@ def equal_time_table(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]] |
             f"{f.metrics['val_curve'][-1]['train_s']:.0f} s)",
         ])
 
-    def pm(values: list[float]) -> str:
-        if not values:
-            return "n/a"
-        std = statistics.stdev(values) if len(values) > 1 else math.nan
-        return _fmt_pm(statistics.fmean(values), std, 1)
-
-    cells.append(["mean ± std", "", pm(base_val), pm(base_test), "", pm(at_time),
-                  pm([float(taafs[s].metrics["test"][KEY_F]) for s in seeds]), pm(full_test)])
+    taafs_test = [float(taafs[s].metrics["test"][KEY_F]) for s in seeds]
+    cells.append(["mean ± std", "", _pm_values(base_val), _pm_values(base_test), "",
+                  _pm_values(at_time), _pm_values(taafs_test), _pm_values(full_test)])
     first_b, first_t = base[seeds[0]], taafs[seeds[0]]
     header = [
         f"# Equal training time: {first_t.config_label} vs {first_b.config_label}, "
@@ -420,16 +424,12 @@ def schedule_table(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]] | N
         for label in labels
     }
 
-    def pm(values: list[float], digits: int = 1) -> str:
-        std = statistics.stdev(values) if len(values) > 1 else math.nan
-        return _fmt_pm(statistics.fmean(values), std, digits)
-
     def schedule(lr: tuple[float, float]) -> str:
         return f"{lr[0]:g} → {lr[1]:g}"
 
     cells = [
-        [label, schedule(lr), pm(val[(label, lr)]), pm(test[(label, lr)]),
-         pm([float(r.metrics["test"][KEY_E]) for r in groups[(label, lr)]], 3),
+        [label, schedule(lr), _pm_values(val[(label, lr)]), _pm_values(test[(label, lr)]),
+         _pm_values([float(r.metrics["test"][KEY_E]) for r in groups[(label, lr)]], 3),
          str(len(groups[(label, lr)])), "yes" if chosen[label] == (label, lr) else ""]
         for label in labels for lr in sorted({k[1] for k in groups if k[0] == label})
     ]

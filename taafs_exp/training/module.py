@@ -264,10 +264,11 @@ class PotentialModule(pl.LightningModule):
         scale = float(self.hparams["training"].get("activation_lr_scale", 1.0))
         if scale == 1.0:
             return [{"params": list(self.parameters())}]
-        taafs = {id(p) for p in taafs_parameters(self.model)}
+        coefficients = taafs_parameters(self.model)
+        taafs = {id(p) for p in coefficients}
         return [
             {"params": [p for p in self.parameters() if id(p) not in taafs]},
-            {"params": taafs_parameters(self.model), "lr": scale * self.schedule.start_lr},
+            {"params": coefficients, "lr": scale * self.schedule.start_lr},
         ]
 
     def configure_optimizers(self) -> dict[str, Any]:
