@@ -61,14 +61,16 @@ md: $(STAMP)  ## MD validation (NVE/NVT water, drift, RDFs) of CKPT (default: th
 MD_STUDY ?= md_dp
 MD_RUNS  ?= *
 MD_LONG  ?= nve.steps=20000 nvt.steps=42000 nvt.equilibration_steps=2000 snapshot_interval=40
-md-study: $(STAMP)  ## Train (or resume) MD_STUDY, then 21 ps NVT + 10 ps NVE on each of its runs -> results/md/MD_STUDY/
+MD_ARGS  ?=
+MD_NAME  ?= $(MD_STUDY)
+md-study: $(STAMP)  ## Train (or resume) MD_STUDY, then 21 ps NVT + 10 ps NVE on each of its runs -> results/md/MD_NAME/ (MD_ARGS='repulsion={width_A:0.5}' MD_NAME=md_dp_zbl: with a ZBL floor)
 	$(PY) run.py -m experiment=$(MD_STUDY) trainer.enable_progress_bar=false torch_threads=1
 	@for run in results/runs/$(MD_STUDY)/*/*/$(MD_RUNS)/; do \
-	  name=$(MD_STUDY)/$$(basename $$run); \
+	  name=$(MD_NAME)/$$(basename $$run); \
 	  test -f $$run/metrics.json || { echo "$$run: not finished, no MD"; continue; }; \
 	  test -f results/md/$$name/report.json && { echo "$$name: MD done"; continue; }; \
 	  $(PY) scripts/md_validate.py checkpoint=$$run/checkpoints/last.ckpt name=$$name $(MD_LONG) \
-	    || exit 1; \
+	    $(MD_ARGS) || exit 1; \
 	done
 
 SEARCH_MODEL ?= dp_cpu

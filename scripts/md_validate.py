@@ -21,6 +21,8 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 import hydra  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from ase.calculators.mixing import SumCalculator  # noqa: E402
+from ase.data import chemical_symbols  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from taafs_exp.data import load_dataset  # noqa: E402
@@ -33,6 +35,7 @@ from taafs_exp.md import (  # noqa: E402
     radial_distribution,
     run_md,
 )
+from taafs_exp.md.repulsion import ZBLRepulsion  # noqa: E402
 from taafs_exp.md.scan import scan_report  # noqa: E402
 from taafs_exp.md.report import (  # noqa: E402
     equilibrated_temperature,
@@ -66,11 +69,15 @@ def main(cfg: DictConfig) -> None:
     name = cfg.name or checkpoint.resolve().parent.parent.name
     out_dir = Path(cfg.results_dir) / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    calc = TAAFSCalculator.from_checkpoint(checkpoint, device=cfg.device)
+    model_calc = TAAFSCalculator.from_checkpoint(checkpoint, device=cfg.device)
     frames = load_dataset(cfg.data_path, cfg.data_format)
     start = frames[int(cfg.frame_index)]
     if any(not torch.equal(f.numbers, start.numbers) for f in frames):
         raise ValueError(f"{cfg.data_path}: frames differ in atoms; the RDF needs one composition")
+    calc, floor = model_calc, None
+    if cfg.repulsion is not None:
+        floor = ZBLRepulsion.below_frames(frames, cfg.repulsion.width_A)
+        calc = SumCalculator([model_calc, floor])
     limits = StabilityLimits(**cfg.stability)
     short_range = scan_report(frame_atoms(start), calc, cfg.scan_distances_A)
 
@@ -127,9 +134,18 @@ def main(cfg: DictConfig) -> None:
         "name": name,
         "checkpoint": str(checkpoint),
         "model": {
-            "target": calc.model_config["_target_"],
-            "activation": "/".join(activation_names(calc.model_config)),
-            "n_params": sum(p.numel() for p in calc.model.parameters()),
+            "target": model_calc.model_config["_target_"],
+            "activation": "/".join(activation_names(model_calc.model_config)),
+            "n_params": sum(p.numel() for p in model_calc.model.parameters()),
+        },
+        "repulsion": None
+        if floor is None
+        else {
+            "kind": "zbl",
+            "width_A": floor.width_A,
+            "r_off_A": {
+                "-".join(chemical_symbols[z] for z in pair): d for pair, d in floor.r_off.items()
+            },
         },
         "training": training_summary(checkpoint),
         "start": {

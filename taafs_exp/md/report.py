@@ -216,6 +216,12 @@ def _verdict(run: dict[str, Any]) -> str:
     return f"**BLEW UP** at step {run['failed_step']} ({time_fs:.1f} fs): {run['reason']}"
 
 
+def model_label(report: dict[str, Any]) -> str:
+    """The activation, with `` + ZBL floor`` when the MD added one (taafs_exp/md/repulsion.py)."""
+    floor = " + ZBL floor" if report.get("repulsion") else ""
+    return f"{report['model']['activation']}{floor}"
+
+
 def run_markdown(report: dict[str, Any]) -> str:
     """The human-readable report of one checkpoint."""
     m, tr, nve, nvt = report["model"], report["training"], report["nve"], report["nvt"]
@@ -225,6 +231,14 @@ def run_markdown(report: dict[str, Any]) -> str:
         f"Checkpoint `{report['checkpoint']}`: {m['target']}, activation **{m['activation']}**, "
         f"{m['n_params']} parameters.",
     ]
+    if report.get("repulsion"):
+        rep = report["repulsion"]
+        ends = ", ".join(f"{pair} {d:.3f} Å" for pair, d in rep["r_off_A"].items())
+        lines.append(
+            f"MD on model + ZBL floor (taafs_exp/md/repulsion.py): switched off from r_off − "
+            f"{rep['width_A']} Å to r_off, the shortest distance of each pair in the data "
+            f"frames ({ends}); zero on every data frame."
+        )
     if tr:
         lines.append(
             f"Training budget: {tr['steps']} steps; test RMSE E {_fmt(tr['rmse_e_per_atom_meV'])} "
@@ -375,7 +389,7 @@ def seed_table(reports: list[dict[str, Any]]) -> list[str]:
         t_eq = [(r["nvt"].get("temperature_K_equilibrated") or {}).get("mean") for r in stable]
         ref = next((v["ref_peak_r_A"], v["ref_peak_g"]) for v in ok_rdf) if ok_rdf else None
         lines.append(
-            f"| {name} | {runs[0]['model']['activation']} | {len(runs)} | "
+            f"| {name} | {model_label(runs[0])} | {len(runs)} | "
             f"{_mean_std([(r['training'] or {}).get('steps') for r in runs], 0)} | "
             f"{_mean_std([(r['training'] or {}).get('rmse_f_meV_per_A') for r in runs], 1)} | "
             f"{len(stable)} of {len(runs)} | {f'{met} of {len(runs)}' if graded else 'n/a'} | "
@@ -433,7 +447,7 @@ def write_summary(results_dir: Path) -> str:
         if rdf and not nvt["stable"]:
             dist = [f"({d})" for d in dist]
         lines.append(
-            f"| {r['name']} | {r['model']['activation']} | {tr.get('steps', 'n/a')} | "
+            f"| {r['name']} | {model_label(r)} | {tr.get('steps', 'n/a')} | "
             f"{_fmt(tr.get('rmse_f_meV_per_A'), 1)} | {verdict['nve']} | "
             f"{_energy_cells(e)} | "
             f"{verdict['nvt']} | {_fmt(nvt['temperature_K_mean'], 0)} | {' | '.join(dist)} | "

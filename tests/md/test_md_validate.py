@@ -8,9 +8,15 @@ import math
 from pathlib import Path
 
 import ase.io
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+
+from taafs_exp.data import load_dataset
+from taafs_exp.md import frame_atoms
+from taafs_exp.md.repulsion import ZBLRepulsion, shortest_pair_distances
+from taafs_exp.md.scan import pair_scan, water_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,3 +94,40 @@ def assert_energy_matches_trajectory(nve: dict, trajectory: Path) -> None:
     assert energy["max_deviation_meV_per_atom"] == pytest.approx(
         max(abs(e[1] - e[0]), abs(e[2] - e[0])), rel=1e-6
     )
+
+
+def test_md_validate_with_the_zbl_floor(tiny_checkpoint, tmp_path):
+    """``repulsion={width_A: …}``: the report names each pair's floor, ending at the pair's
+    shortest distance in the data frames, and the scans see model + floor."""
+    data = ROOT / "data" / "water" / "data_3"
+    common = [
+        f"checkpoint={tiny_checkpoint}",
+        f"data_path={data}",
+        "nve.steps=5",
+        "nvt.steps=5",
+        "nvt.equilibration_steps=0",
+        "log_interval=5",
+        "snapshot_interval=5",
+        "stability.min_distance=0.1",
+        "write_trajectory=false",
+    ]
+    md_validate([*common, "name=bare", f"results_dir={tmp_path}"])
+    md_validate([*common, "name=floor", f"results_dir={tmp_path}", "repulsion={width_A:0.4}"])
+    bare = json.loads((tmp_path / "bare" / "report.json").read_text())
+    floor = json.loads((tmp_path / "floor" / "report.json").read_text())
+    assert bare["repulsion"] is None
+    dataset = load_dataset(data, "deepmd")
+    shortest = shortest_pair_distances(dataset[i] for i in range(len(dataset)))
+    assert floor["repulsion"] == {
+        "kind": "zbl",
+        "width_A": 0.4,
+        "r_off_A": {"H-H": shortest[(1, 1)], "H-O": shortest[(1, 8)], "O-O": shortest[(8, 8)]},
+    }
+    # what the floor adds to the O-H scan is the floor's own scan (relative to r_0 like it)
+    atoms = frame_atoms(dataset[0])
+    scan_bare, scan_floor = bare["short_range"]["O-H bond"], floor["short_range"]["O-H bond"]
+    pair = water_pairs(atoms)["O-H bond"]
+    only_floor = pair_scan(atoms, ZBLRepulsion(shortest, 0.4), *pair, scan_floor["r_A"])
+    added = np.subtract(scan_floor["energy_eV"], scan_bare["energy_eV"])
+    np.testing.assert_allclose(added, only_floor - only_floor[-1], rtol=1e-6, atol=1e-6)
+    assert only_floor[0] > 100.0  # at 0.3 Å the whole O-H ZBL (103 eV) is on
