@@ -311,16 +311,17 @@ def run_markdown(report: dict[str, Any]) -> str:
             "",
             "## Short-range scans (start frame)",
             "",
-            "One H moved along its line to an O, every other atom fixed; E relative to the pair's "
-            "own distance r₀ (eV). A physical surface rises as the pair closes; a positive "
-            "largest drop is a hole the dynamics can fall into.",
+            "An H (its own, then another molecule's) or a whole neighbour molecule (O-O) moved "
+            "along its line to an O, every other atom fixed; E relative to the pair's own "
+            "distance r₀ (eV). A physical surface rises as the pair closes; a positive largest "
+            "drop is a hole the dynamics can fall into.",
             "",
-            "| pair | r Å → E eV | largest drop when closing, eV |",
-            "|---|---|---|",
+            "| pair | r Å → E eV | wall (highest E), eV | largest drop when closing, eV |",
+            "|---|---|---|---|",
             *[
                 f"| {pair} | "
                 + ", ".join(f"{r:.2f}: {e:+.2f}" for r, e in zip(v["r_A"], v["energy_eV"]))
-                + f" | {v['largest_drop_when_closing_eV']:.2f} |"
+                + f" | {_fmt(v.get('wall_eV'))} | {v['largest_drop_when_closing_eV']:.2f} |"
                 for pair, v in report["short_range"].items()
             ],
         ]

@@ -2,8 +2,9 @@
 
 An MD run that collapses (two atoms < 0.5 Å apart) has found a region where the learned energy
 falls as a pair closes: a "hole" below the shortest distances of the training data. A scan
-places one atom at distance r from another along their current direction, every other atom
-fixed, and records E(r) (eV); a physical surface rises steeply as r → 0.
+places one atom (or a rigid group, e.g. a whole molecule) at distance r from another along their
+current direction, every other atom fixed, and records E(r) (eV); a physical surface rises
+steeply as r → 0.
 """
 
 from __future__ import annotations
@@ -16,32 +17,48 @@ from ase.calculators.calculator import Calculator
 
 
 def pair_scan(
-    atoms: Atoms, calc: Calculator, fixed: int, moving: int, distances: Sequence[float]
+    atoms: Atoms,
+    calc: Calculator,
+    fixed: int,
+    moving: int | Sequence[int],
+    distances: Sequence[float],
 ) -> np.ndarray:
-    """E(r) in eV with atom ``moving`` at each distance r (Å) from atom ``fixed`` along their
-    minimum-image direction; the other atoms stay where they are."""
-    direction = atoms.get_distance(fixed, moving, mic=True, vector=True)
-    direction = direction / np.linalg.norm(direction)
+    """E(r) in eV with atom ``moving`` (or the rigid group ``moving``, led by its first atom) at
+    each distance r (Å) from atom ``fixed`` along their minimum-image direction; the other atoms
+    stay where they are."""
+    group = [moving] if isinstance(moving, int) else list(moving)
+    direction = atoms.get_distance(fixed, group[0], mic=True, vector=True)
+    r0 = np.linalg.norm(direction)
+    direction = direction / r0
     start = atoms.get_positions()
     energies = []
     for r in distances:
         probe = atoms.copy()
         positions = start.copy()
-        positions[moving] = start[fixed] + r * direction
+        positions[group] += (r - r0) * direction
         probe.set_positions(positions)
         probe.calc = calc
         energies.append(probe.get_potential_energy())
     return np.asarray(energies)
 
 
-def water_pairs(atoms: Atoms) -> dict[str, tuple[int, int]]:
-    """Two pairs of a water frame: the first O with its own (nearest) H, ``O-H bond``, and with
-    the nearest H of another molecule, ``O-H intermolecular`` (its H-bond partner)."""
-    oxygen = int(np.flatnonzero(atoms.numbers == 8)[0])
+def water_pairs(atoms: Atoms) -> dict[str, tuple[int, int | list[int]]]:
+    """Three probes of a water frame from its first O: its own (nearest) H, ``O-H bond``; the
+    nearest H of another molecule, ``O-H intermolecular`` (its H-bond partner); and the nearest
+    other O with its two H moved as a rigid molecule, ``O-O molecule``."""
+    oxygens = np.flatnonzero(atoms.numbers == 8)
     hydrogens = np.flatnonzero(atoms.numbers == 1)
+    oxygen = int(oxygens[0])
     order = hydrogens[np.argsort(atoms.get_distances(oxygen, hydrogens, mic=True))]
     # the two nearest H are the molecule's own; the third nearest belongs to another molecule
-    return {"O-H bond": (oxygen, int(order[0])), "O-H intermolecular": (oxygen, int(order[2]))}
+    others = oxygens[1:]
+    partner = int(others[np.argmin(atoms.get_distances(oxygen, others, mic=True))])
+    partner_h = hydrogens[np.argsort(atoms.get_distances(partner, hydrogens, mic=True))[:2]]
+    return {
+        "O-H bond": (oxygen, int(order[0])),
+        "O-H intermolecular": (oxygen, int(order[2])),
+        "O-O molecule": (oxygen, [partner, *map(int, partner_h)]),
+    }
 
 
 def largest_drop_when_closing(distances: Sequence[float], energy: Sequence[float]) -> float:
@@ -56,10 +73,12 @@ def scan_report(
 ) -> dict[str, dict[str, object]]:
     """Per :func:`water_pairs` pair, from the shortest of ``distances`` out to the pair's own
     distance r_0 in the frame: ``r_A``, ``energy_eV`` (relative to E(r_0)) and
-    ``largest_drop_when_closing_eV`` (:func:`largest_drop_when_closing`; > 0 is a hole)."""
+    ``largest_drop_when_closing_eV`` (:func:`largest_drop_when_closing`; > 0 is a hole) and
+    ``wall_eV``, the highest E on the way in: what a pair must climb before any hole."""
     out = {}
     for name, (fixed, moving) in water_pairs(atoms).items():
-        r0 = float(atoms.get_distance(fixed, moving, mic=True))
+        lead = moving if isinstance(moving, int) else moving[0]
+        r0 = float(atoms.get_distance(fixed, lead, mic=True))
         r = sorted({float(d) for d in distances if d < r0} | {r0})
         energy = pair_scan(atoms, calc, fixed, moving, r)
         energy = energy - energy[-1]
@@ -67,5 +86,6 @@ def scan_report(
             "r_A": r,
             "energy_eV": energy.tolist(),
             "largest_drop_when_closing_eV": largest_drop_when_closing(r, energy),
+            "wall_eV": float(energy.max()),
         }
     return out

@@ -38,9 +38,29 @@ def test_largest_drop_when_closing(energy, drop):
     assert largest_drop_when_closing(np.linspace(0.3, 1.0, len(energy)), energy) == drop
 
 
-def test_water_pairs_are_own_and_foreign_hydrogen():
+def test_water_pairs_are_own_and_foreign_hydrogen_and_a_neighbour_molecule():
     atoms = frame_atoms(load_dataset(ROOT / "data" / "water" / "data_3", "deepmd")[0])
     pairs = water_pairs(atoms)
     own = atoms.get_distance(*pairs["O-H bond"], mic=True)
     foreign = atoms.get_distance(*pairs["O-H intermolecular"], mic=True)
     assert 0.85 < own < 1.15 and 1.4 < foreign < 2.6
+    oxygen, (partner, *partner_h) = pairs["O-O molecule"]
+    assert atoms.numbers[partner] == 8 and list(atoms.numbers[partner_h]) == [1, 1]
+    assert 2.3 < atoms.get_distance(oxygen, partner, mic=True) < 3.2
+    assert all(atoms.get_distance(partner, h, mic=True) < 1.15 for h in partner_h)
+
+
+def test_a_rigid_group_keeps_its_shape():
+    """Moving a molecule as a group: its internal distances stay, its lead atom lands at r."""
+    atoms = Atoms("OH2O", positions=[[0, 0, 0], [3.0, 0.8, 0], [3.0, -0.8, 0], [3.0, 0, 0]])
+    seen = []
+
+    class Recorder(LennardJones):
+        def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+            seen.append(atoms.get_positions().copy())
+            super().calculate(atoms, properties, system_changes)
+
+    pair_scan(atoms, Recorder(), fixed=0, moving=[3, 1, 2], distances=[1.5, 2.0])
+    for r, positions in zip([1.5, 2.0], seen):
+        assert np.linalg.norm(positions[3] - positions[0]) == pytest.approx(r)
+        np.testing.assert_allclose(positions[[1, 2]] - positions[3], [[0, 0.8, 0], [0, -0.8, 0]])

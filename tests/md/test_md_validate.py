@@ -57,10 +57,11 @@ def test_md_validate_writes_report_and_summary(tiny_checkpoint, tmp_path):
     assert report["nve"]["steps_done"] == 10 and report["nve"]["stable"]
     assert_energy_matches_trajectory(report["nve"], out / "nve.traj")
     scans = report["short_range"]
-    assert set(scans) == {"O-H bond", "O-H intermolecular"}
+    assert set(scans) == {"O-H bond", "O-H intermolecular", "O-O molecule"}
     for scan in scans.values():  # from 0.3 Å out to the pair's own distance, E relative to it
         assert scan["r_A"][0] == 0.3 and scan["energy_eV"][-1] == 0.0
         e = scan["energy_eV"]
+        assert scan["wall_eV"] == max(scan["energy_eV"])
         assert scan["largest_drop_when_closing_eV"] == max(
             [0.0] + [e[j] - min(e[:j]) for j in range(1, len(e))])
     assert report["nvt"]["rdf_snapshots"] == 3  # steps 10, 15, 20
