@@ -27,6 +27,7 @@ from taafs_exp.analysis.tables import (
     group_rows,
     markdown,
 )
+from taafs_exp.data.datamodule import split_members
 from taafs_exp.search.study import (
     ATTR_DATA_SPLIT,
     ATTR_OVERRIDES,
@@ -139,16 +140,6 @@ def grid_runs(runs: Sequence[Run], studies: Sequence[str], like: Mapping[str, An
     return list(unique.values())
 
 
-def split_text(split: Mapping[str, Any] | None, stage: str) -> str:
-    """The systems (or random fraction) of ``stage`` in a data config's split."""
-    if not split:
-        return "random"
-    if "fractions" in split:
-        share = float(split["fractions"][("train", "val", "test").index(stage)])
-        return f"random {100 * share:.0f}%"
-    return " + ".join(map(str, split[stage]))
-
-
 def _pm(row: Row | None, key: str, digits: int) -> str:
     return "n/a" if row is None else fmt_pm(row.mean(key), row.std(key), digits)
 
@@ -199,11 +190,11 @@ def select_report(folder: Path, runs: Sequence[Run], grid: Sequence[str] = GRID_
         "median pruner stops a trial whose validation force RMSE is above the median of the "
         "complete trials at the same step).",
         f"- Objective: validation force RMSE (meV/Å) at a trial's last validation, trained on "
-        f"{split_text(split, 'train')} and validated on {split_text(split, 'val')}. The test "
-        f"split ({split_text(split, 'test')}) is not evaluated by any trial.",
-        *([f"- data={like['data']} validates on {split_text(data_split, 'val')}, its test split "
-           f"({split_text(data_split, 'test')}): the search validates on "
-           f"{split_text(split, 'val')}, held out from its training systems instead."]
+        f"{split_members(split, 'train')} and validated on {split_members(split, 'val')}. The test "
+        f"split ({split_members(split, 'test')}) is not evaluated by any trial.",
+        *([f"- data={like['data']} validates on {split_members(data_split, 'val')}, its test split "
+           f"({split_members(data_split, 'test')}): the search validates on "
+           f"{split_members(split, 'val')}, held out from its training systems instead."]
           if holdout else []),
         f"- Per trial: budget `{like['budget']}`, {like['steps']} steps, validation every "
         f"{interval} steps; one seed ({like['seed']}).",
@@ -232,7 +223,7 @@ def select_report(folder: Path, runs: Sequence[Run], grid: Sequence[str] = GRID_
     grid_same = next((r for r in grid_rows if all(trains(x, values) for x in r.runs)), None)
     overrides = " ".join(f"{n}={v}" for n, v in best.frozen.params.items())
     test_split = next((r.first.metrics["test"]["split"] for r in (mine, grid_best) if r),
-                      split_text(data_split, "test"))
+                      split_members(data_split, "test"))
     lines = [
         "",
         "## Chosen configuration",
@@ -242,7 +233,7 @@ def select_report(folder: Path, runs: Sequence[Run], grid: Sequence[str] = GRID_
         "",
         "## Test RMSE beside the grid",
         "",
-        f"Trained on the data's own split ({split_text(data_split, 'train')}) with the same "
+        f"Trained on the data's own split ({split_members(data_split, 'train')}) with the same "
         f"budget, tested on {test_split}; mean ± sample std over seeds. The grid's best row is "
         "the best of the grid studies "
         f"({', '.join(grid)}) by mean test force RMSE: picked on the split it is scored on, "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,16 @@ class GraphDataset(Dataset):
         if graph is None:
             graph = self._graphs[index] = frame_to_graph(self.frames[index], self.cutoff)
         return graph
+
+
+def split_members(split: Mapping[str, Any] | None, stage: str) -> str:
+    """What ``stage`` holds under a split config (None: the default random split): its systems
+    (``data_0, data_1``) or its random share (``random 10%``, ``random 10% of systems``)."""
+    split = split or RANDOM_SPLIT
+    if "fractions" in split:
+        share = 100 * float(split["fractions"][STAGES.index(stage)])
+        return f"random {share:.0f}%" + (" of systems" if split.get("by") == "system" else "")
+    return ", ".join(map(str, split[stage]))
 
 
 def split_indices(
@@ -230,13 +240,9 @@ class AtomsDataModule(pl.LightningDataModule):
     def describe_split(self, stage: str) -> str:
         """E.g. ``test: data_3 (100 frames)`` or ``test: random 10% (seed 0, 40 frames)``."""
         self.setup()
+        seed = f"seed {self.split_seed}, " if "fractions" in (self.split or RANDOM_SPLIT) else ""
         count = len(self.frames[stage])
-        split = self.split or RANDOM_SPLIT
-        if "fractions" in split:
-            share = 100 * float(split["fractions"][STAGES.index(stage)])
-            of = " of systems" if split.get("by") == "system" else ""
-            return f"{stage}: random {share:.0f}%{of} (seed {self.split_seed}, {count} frames)"
-        return f"{stage}: {', '.join(map(str, split[stage]))} ({count} frames)"
+        return f"{stage}: {split_members(self.split, stage)} ({seed}{count} frames)"
 
     def set_cutoff(self, cutoff: float) -> None:
         """Neighbour-list radius of the model, Å; graphs are built lazily and cached (and kept

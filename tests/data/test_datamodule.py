@@ -5,7 +5,12 @@ import torch
 
 from taafs_exp.data import keys as K
 from taafs_exp.data.collate import batch_frames, collate_graphs, frame_to_graph
-from taafs_exp.data.datamodule import AtomsDataModule, compute_statistics, split_indices
+from taafs_exp.data.datamodule import (
+    AtomsDataModule,
+    compute_statistics,
+    split_indices,
+    split_members,
+)
 from taafs_exp.data.errors import DataError
 from taafs_exp.data.frame import Frame
 
@@ -48,6 +53,19 @@ def test_split_by_system_holds_out_whole_systems():
     assert not names["train"] & (names["val"] | names["test"]) and not names["val"] & names["test"]
     with pytest.raises(DataError, match="'frame' \\(default\\) or 'system'"):
         split_indices(systems, {"fractions": [0.8, 0.1, 0.1], "by": "molecule"}, 0, "x")
+
+
+@pytest.mark.parametrize(
+    "split, stage, text",
+    [
+        (None, "test", "random 10%"),
+        ({"fractions": [0.7, 0.2, 0.1]}, "val", "random 20%"),
+        ({"fractions": [0.8, 0.1, 0.1], "by": "system"}, "train", "random 80% of systems"),
+        ({"train": ["data_0", "data_1"], "val": ["data_2"], "test": []}, "train", "data_0, data_1"),
+    ],
+)
+def test_split_members_names_systems_or_share(split, stage, text):
+    assert split_members(split, stage) == text
 
 
 def test_named_split_and_its_errors():
