@@ -26,6 +26,7 @@ from taafs_exp.analysis.tables import (
     fmt_pm,
     group_rows,
     markdown,
+    provenance,
 )
 from taafs_exp.data.datamodule import split_members
 from taafs_exp.search.study import (
@@ -258,7 +259,6 @@ def select_report(folder: Path, runs: Sequence[Run], grid: Sequence[str] = GRID_
     search_s = sum(t.seconds or 0.0 for t in trials)
     search_steps = sum(t.steps for t in trials)
     grid_cost = cost_cells(f"grid ({', '.join(grid)}), TAAFS runs", grid_all)
-    versions = sorted({str(r.metrics.get("code_version")) for r in grid_all})
     cost_lines = [
         "",
         "## Cost",
@@ -266,7 +266,7 @@ def select_report(folder: Path, runs: Sequence[Run], grid: Sequence[str] = GRID_
         "Training steps count the work independently of the code and the machine; wall times "
         "are as recorded, each under its own code version and machine load. The search's time "
         "runs from a trial's start to its end as Optuna stored them.",
-        f"- Grid runs' code versions: {', '.join(versions) if grid_all else 'n/a'}.",
+        f"- Grid: {provenance(grid_all)[2:]}" if grid_all else "- Grid: no runs.",
         *([f"- At the search's {search_s / search_steps:.3f} s per step (everything included), "
            "the grid's steps would take about "
            f"{_duration(search_s / search_steps * int(grid_cost[2]))}."]
