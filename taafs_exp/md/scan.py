@@ -71,15 +71,16 @@ def largest_drop_when_closing(distances: Sequence[float], energy: Sequence[float
 def scan_report(
     atoms: Atoms, calc: Calculator, distances: Sequence[float]
 ) -> dict[str, dict[str, object]]:
-    """Per :func:`water_pairs` pair, from the shortest of ``distances`` out to the pair's own
-    distance r_0 in the frame: ``r_A``, ``energy_eV`` (relative to E(r_0)) and
+    """Per :func:`water_pairs` pair, over ``distances`` below r_0 − 0.01 Å and the pair's own
+    distance r_0 in the frame: ``r_A``, ``energy_eV`` (relative to E(r_0)),
     ``largest_drop_when_closing_eV`` (:func:`largest_drop_when_closing`; > 0 is a hole) and
     ``wall_eV``, the highest E on the way in: what a pair must climb before any hole."""
     out = {}
     for name, (fixed, moving) in water_pairs(atoms).items():
         lead = moving if isinstance(moving, int) else moving[0]
         r0 = float(atoms.get_distance(fixed, lead, mic=True))
-        r = sorted({float(d) for d in distances if d < r0} | {r0})
+        # distances within 0.01 Å of r_0 would print as r_0 again
+        r = sorted({float(d) for d in distances if d < r0 - 0.01} | {r0})
         energy = pair_scan(atoms, calc, fixed, moving, r)
         energy = energy - energy[-1]
         out[name] = {
