@@ -50,8 +50,11 @@ study: $(STAMP)  ## Run or resume one study's sweep (STUDY=basis_dp; conf/experi
 figures: $(STAMP)  ## Draw every figure in results/figures/ from results/runs/ (no training)
 	$(PY) scripts/make_figures.py
 
-tables: $(STAMP)  ## Rebuild every RMSE table in results/tables/ from results/runs/ (no training)
+tables: $(STAMP)  ## Rebuild every RMSE table in results/tables/ from results/runs/ and the basis searches' reports from results/search/ (no training)
 	$(PY) scripts/make_tables.py
+	@for search in results/search/select_basis/*/*/; do \
+	  if test -f $$search/optuna.db; then $(PY) scripts/select_basis.py $$search --seeds '' || exit 1; fi; \
+	done
 
 CKPT ?= $(lastword $(sort $(wildcard outputs/train/*/checkpoints/best.ckpt)))
 md: $(STAMP)  ## MD validation (NVE/NVT water, drift, RDFs) of CKPT (default: the newest `make run`) -> results/md/
