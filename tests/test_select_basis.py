@@ -16,6 +16,7 @@ from helpers import compose_config
 from taafs_exp.analysis.collect import Run, collect_runs
 from taafs_exp.analysis.select import (
     GRID_STUDIES,
+    chosen_trial,
     cost_cells,
     grid_runs,
     parameter_values,
@@ -155,6 +156,23 @@ def test_search_resumes_prunes_and_reports(tmp_path, monkeypatch, capsys):
     assert [r.experiment for r in retrained] == ["select_basis_dp"]
     assert f"{retrained[0].metrics['test']['rmse_f_meV_per_A']:.1f} ± n/a" in text
     assert retrained[0].metrics["test"]["split"].startswith("test: data_3")
+
+
+def test_a_repeated_configuration_is_not_trained_again(tmp_path, monkeypatch):
+    """Nothing searched (one activation, no sweeper params): the second trial repeats the first,
+    is told its value without training (no folder), and the choice is the trained one."""
+    where = [f"paths.root={tmp_path}", f"paths.data_dir={ROOT / 'data'}"]
+    search = [a for a in TINY_SEARCH if not a.startswith("activation=")]
+    hydra_main(["-m", *search, "activation=chebyshev", "~hydra.sweeper.params", *where,
+                "hydra.sweeper.n_trials=2"], monkeypatch)
+    folder = tmp_path / "results" / "search" / "select_basis" / "dp_cpu" / "water"
+    first, second = open_study(storage_url(folder)).get_trials()
+    assert (first.state, second.state) == (TrialState.COMPLETE, TrialState.COMPLETE)
+    assert second.value == first.value and second.user_attrs == {"repeat_of": 0}
+    assert (folder / TRIAL_DIR.format(number=0) / "metrics.json").exists()
+    assert not (folder / TRIAL_DIR.format(number=1)).exists()
+    _, trials = read_trials(folder)
+    assert chosen_trial(trials).frozen.number == 0 and trials[1].steps == 0
 
 
 def grid_run(experiment: str, name: str, k: int | None, seed: int, f: float, steps: int = 1000,

@@ -33,6 +33,7 @@ from taafs_exp.search.study import (
     ATTR_DATA_SPLIT,
     ATTR_OVERRIDES,
     ATTR_PRUNERS,
+    ATTR_REPEAT_OF,
     ATTR_SPLIT,
     TRIAL_DIR,
     open_study,
@@ -67,6 +68,11 @@ class Trial:
         return values[max(values)] if values else None
 
     @property
+    def repeat_of(self) -> int | None:
+        """The trial whose parameters and value this one repeats (it was not trained)."""
+        return self.frozen.user_attrs.get(ATTR_REPEAT_OF)
+
+    @property
     def steps(self) -> int:
         """Training steps run: the run's count when it finished, else the last reported step."""
         if self.metrics is not None:
@@ -92,8 +98,8 @@ def read_trials(folder: Path) -> tuple[optuna.Study, list[Trial]]:
 
 
 def chosen_trial(trials: Sequence[Trial]) -> Trial | None:
-    """The complete trial with the lowest objective (None before any trial completed)."""
-    complete = [t for t in trials if t.frozen.state == TrialState.COMPLETE]
+    """The trained complete trial with the lowest objective (None before any completed)."""
+    complete = [t for t in trials if t.frozen.state == TrialState.COMPLETE and t.repeat_of is None]
     return min(complete, key=lambda t: t.frozen.value) if complete else None
 
 
@@ -175,6 +181,9 @@ def select_report(folder: Path, runs: Sequence[Run], grid: Sequence[str] = GRID_
     split, data_split = study.user_attrs[ATTR_SPLIT], study.user_attrs[ATTR_DATA_SPLIT]
     states = [t.frozen.state for t in trials]
     counts = ", ".join(f"{states.count(s)} {s.name.lower()}" for s in TrialState if s in states)
+    repeats = sum(t.repeat_of is not None for t in trials)
+    if repeats:
+        counts += f"; {repeats} of the complete ones repeated an earlier trial, not trained"
     names = list(dict.fromkeys(n for t in trials for n in t.frozen.params))
     values = parameter_values(best.frozen.params)
     interval = like["val_curve"][0]["step"] if like["val_curve"] else None
@@ -191,10 +200,10 @@ def select_report(folder: Path, runs: Sequence[Run], grid: Sequence[str] = GRID_
         "median pruner stops a trial whose validation force RMSE is above the median of the "
         "complete trials at the same step).",
         f"- Objective: validation force RMSE (meV/Å) at a trial's last validation, trained on "
-        f"{split_members(split, 'train')} and validated on {split_members(split, 'val')}. The test "
-        f"split ({split_members(split, 'test')}) is not evaluated by any trial.",
-        *([f"- data={like['data']} validates on {split_members(data_split, 'val')}, its test split "
-           f"({split_members(data_split, 'test')}): the search validates on "
+        f"{split_members(split, 'train')} and validated on {split_members(split, 'val')}. The "
+        f"test split ({split_members(split, 'test')}) is not evaluated by any trial.",
+        *([f"- data={like['data']} validates on {split_members(data_split, 'val')}, its test "
+           f"split ({split_members(data_split, 'test')}): the search validates on "
            f"{split_members(split, 'val')}, held out from its training systems instead."]
           if holdout else []),
         f"- Per trial: budget `{like['budget']}`, {like['steps']} steps, validation every "
@@ -204,7 +213,8 @@ def select_report(folder: Path, runs: Sequence[Run], grid: Sequence[str] = GRID_
         "",
     ]
     cells = [
-        [str(t.frozen.number), t.frozen.state.name.lower(),
+        [str(t.frozen.number),
+         t.frozen.state.name.lower() + ("" if t.repeat_of is None else f" (= {t.repeat_of})"),
          *(str(t.frozen.params.get(n, "—")) for n in names),
          "n/a" if t.value is None else f"{t.value:.1f}", str(t.steps),
          "n/a" if t.seconds is None else f"{t.seconds:.0f}"]

@@ -23,6 +23,9 @@ TRIAL_DIR = "trial-{number:03d}"
 #: Study user attributes the sweeper writes when it creates a study.
 ATTR_IDENTITY, ATTR_OVERRIDES, ATTR_SPLIT, ATTR_DATA_SPLIT, ATTR_PRUNERS = (
     "identity", "overrides", "split", "data_split", "pruners")
+#: Trial user attribute: the number of the complete trial whose parameters it repeats (its value
+#: is that trial's; it was not trained).
+ATTR_REPEAT_OF = "repeat_of"
 
 
 def storage_url(folder: str | Path) -> str:

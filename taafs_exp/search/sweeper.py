@@ -13,7 +13,10 @@ What it changes in :class:`OptunaSweeperImpl` (which only sees the value a job r
 - the objective must be a validation metric and the validation split disjoint from the test
   split; ``splits`` holds the search's own split of data sets whose config validates on test;
 - an ``activation.<option>`` is suggested only when the chosen activation has that option
-  (rational has no ``num_basis``).
+  (rational has no ``num_basis``);
+- a suggestion that repeats a complete trial's parameters is not trained: training is
+  deterministic at the study's fixed config and thread count, so it is told that trial's value
+  (TPE does re-suggest its best points).
 
 A job that returns no value (a diverged run: run.py printed why) is told FAIL and the search
 goes on; any other job error is told FAIL and raised.
@@ -37,13 +40,14 @@ from hydra_plugins.hydra_optuna_sweeper._impl import (
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.pruners import BasePruner
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from taafs_exp.search.study import (
     ATTR_DATA_SPLIT,
     ATTR_IDENTITY,
     ATTR_OVERRIDES,
     ATTR_PRUNERS,
+    ATTR_REPEAT_OF,
     ATTR_SPLIT,
     TRIAL_DIR,
     check_held_out,
@@ -86,6 +90,14 @@ def check_objective(metric: str) -> None:
     if not str(metric).startswith("val/"):
         raise ConfigError(f"optimized_metric={metric!r}: a search selects on a validation "
                           "metric, val/<key> (e.g. val/rmse_f_meV_per_A), never on test")
+
+
+def repeated_trial(study: optuna.Study, params: Mapping[str, Any]) -> FrozenTrial | None:
+    """The first complete, trained trial with exactly these parameters, if any."""
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if frozen.params == dict(params) and ATTR_REPEAT_OF not in frozen.user_attrs:
+            return frozen
+    return None
 
 
 class SelectSweeperImpl(OptunaSweeperImpl):
@@ -150,6 +162,13 @@ class SelectSweeperImpl(OptunaSweeperImpl):
         while len((study := self.open()).get_trials(deepcopy=False)) < self.n_trials:
             trial = study.ask()
             overrides = self.suggest(trial, distributions, fixed_overrides)
+            earlier = repeated_trial(study, trial.params)
+            if earlier is not None:
+                log.info("trial %d repeats trial %d: told its value %.4g, not trained",
+                         trial.number, earlier.number, earlier.value)
+                trial.set_user_attr(ATTR_REPEAT_OF, earlier.number)
+                study.tell(trial.number, earlier.value, state=TrialState.COMPLETE)
+                continue
             self.run_trial(trial.number, [*overrides, *fixed_overrides])
         finished = self.open().get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if finished:
