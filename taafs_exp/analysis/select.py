@@ -151,6 +151,14 @@ def _pm(row: Row | None, key: str, digits: int) -> str:
     return "n/a" if row is None else fmt_pm(row.mean(key), row.std(key), digits)
 
 
+def _comparison(label: str, row: Row | None, missing: str) -> list[str]:
+    """A row of the test comparison: configuration, seeds, RMSEs and TAAFS parameters."""
+    if row is None:
+        return [label, missing, "0", "n/a", "n/a", "n/a"]
+    return [label, row.label, str(len(row.runs)), _pm(row, KEY_F, 1), _pm(row, KEY_E, 3),
+            str(row.first.metrics["n_extra_params"])]
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
 
@@ -252,19 +260,14 @@ def select_report(folder: Path, runs: Sequence[Run], grid: Sequence[str] = GRID_
         "",
     ]
     cmp_cells = [
-        ["search's choice, retrained" + ("" if mine else " (not yet: `make select`)"),
-         mine.label if mine else overrides, str(len(mine.runs)) if mine else "0",
-         _pm(mine, KEY_F, 1), _pm(mine, KEY_E, 3)],
-        ["grid's best row", grid_best.label if grid_best else "no grid run at this budget",
-         str(len(grid_best.runs)) if grid_best else "0", _pm(grid_best, KEY_F, 1),
-         _pm(grid_best, KEY_E, 3)],
+        _comparison("search's choice, retrained" + ("" if mine else " (not yet: `make select`)"),
+                    mine, overrides),
+        _comparison("grid's best row", grid_best, "no grid run at this budget"),
     ]
     if grid_same is not None and grid_same is not grid_best:
-        cmp_cells.append(["grid's row of the chosen configuration", grid_same.label,
-                          str(len(grid_same.runs)), _pm(grid_same, KEY_F, 1),
-                          _pm(grid_same, KEY_E, 3)])
+        cmp_cells.append(_comparison("grid's row of the chosen configuration", grid_same, ""))
     text += markdown(lines, ["", "configuration", "seeds", "test F RMSE (meV/Å)",
-                             "test E RMSE (meV/atom)"], cmp_cells)
+                             "test E RMSE (meV/atom)", "extra params"], cmp_cells)
 
     search_s = sum(t.seconds or 0.0 for t in trials)
     search_steps = sum(t.steps for t in trials)
