@@ -61,7 +61,8 @@ def test_split_by_system_holds_out_whole_systems():
         (None, "test", "random 10%"),
         ({"fractions": [0.7, 0.2, 0.1]}, "val", "random 20%"),
         ({"fractions": [0.8, 0.1, 0.1], "by": "system"}, "train", "random 80% of systems"),
-        ({"train": ["data_0", "data_1"], "val": ["data_2"], "test": []}, "train", "data_0, data_1"),
+        ({"train": ["data_0", "data_1"], "val": ["data_2"], "test": []}, "train",
+         "data_0, data_1"),
     ],
 )
 def test_split_members_names_systems_or_share(split, stage, text):
