@@ -54,10 +54,9 @@ def smooth_off(r: Tensor, r_on: Tensor, r_off: Tensor) -> Tensor:
 def _pairs(
     positions: Tensor, numbers: Tensor, cell: Tensor, pbc: Tensor, cutoff: float
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Each pair closer than ``cutoff`` once: distances r (Å) and atomic numbers z_lo ≤ z_hi."""
+    """Every ordered pair (i, j, image) closer than ``cutoff`` — each pair twice, as (i, j) and
+    (j, i), periodic self-images included: distances r (Å) and atomic numbers z_lo ≤ z_hi."""
     (i, j), shifts = neighbor_list(positions, cutoff, cell, pbc)
-    once = i < j  # the list is full: (i, j) and (j, i)
-    i, j, shifts = i[once], j[once], shifts[once]
     r = (positions[j] - positions[i] + shifts).norm(dim=1)
     return r, torch.minimum(numbers[i], numbers[j]), torch.maximum(numbers[i], numbers[j])
 
@@ -110,7 +109,8 @@ class ZBLRepulsion(Calculator):
         near = r < r_off
         r, r_off = r[near], r_off[near]
         z_lo, z_hi = lo[near].to(r), hi[near].to(r)
-        return (smooth_off(r, r_off - self.width_A, r_off) * zbl_energy(r, z_lo, z_hi)).sum()
+        pair_energy = smooth_off(r, r_off - self.width_A, r_off) * zbl_energy(r, z_lo, z_hi)
+        return 0.5 * pair_energy.sum()  # each pair was listed twice
 
     def calculate(self, atoms: Atoms | None = None, properties=None, system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

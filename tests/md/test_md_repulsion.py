@@ -88,3 +88,25 @@ def test_pairs_without_a_floor_get_none():
 def test_width_must_be_positive():
     with pytest.raises(ValueError, match="repulsion.width_A"):
         ZBLRepulsion({(8, 8): 2.3}, width_A=0.0)
+
+
+def test_periodic_images_count_once_each():
+    """A 1.0 Å simple-cubic cell of one H, floor on below 1.5 Å and off from 2.0 Å: per atom half
+    of its 6 neighbours at 1 Å, 12 at √2 and 8 at √3 Å (the self-images of its one atom);
+    a 2×2×2 supercell has 8× the energy."""
+    floor = ZBLRepulsion({(1, 1): 2.0}, width_A=0.5)
+    atoms = Atoms("H", positions=[[0.0, 0.0, 0.0]], cell=[1.0, 1.0, 1.0], pbc=True)
+    atoms.calc = floor
+
+    def switched(r: float) -> float:
+        x = min(max((r - 1.5) / 0.5, 0.0), 1.0)
+        one = torch.tensor(1.0, dtype=torch.float64)
+        phi = float(zbl_energy(torch.tensor(r, dtype=torch.float64), one, one))
+        return (1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x**2)) * phi
+
+    expected = 0.5 * (6 * switched(1.0) + 12 * switched(2**0.5) + 8 * switched(3**0.5))
+    assert atoms.get_potential_energy() == pytest.approx(expected, rel=1e-12)
+    big = atoms.repeat(2)
+    big.calc = floor
+    assert big.get_potential_energy() == pytest.approx(8 * expected, rel=1e-12)
+    assert np.abs(big.get_forces()).max() < 1e-10  # every atom at a centre of symmetry
