@@ -69,9 +69,12 @@ def shortest_pair_distances(frames: Iterable[Frame]) -> dict[Pair, float]:
         positions = frame.positions.to(torch.float64)
         cell = frame.cell.to(positions)
         r, lo, hi = _pairs(positions, frame.numbers, cell, frame.pbc, SEARCH_CUTOFF_A)
-        for pair in {(int(a), int(b)) for a, b in zip(lo, hi)}:
-            d = float(r[(lo == pair[0]) & (hi == pair[1])].min())
-            shortest[pair] = min(shortest.get(pair, d), d)
+        pairs, which = torch.unique(torch.stack([lo, hi], dim=1), dim=0, return_inverse=True)
+        nearest = torch.full((len(pairs),), torch.inf, dtype=r.dtype).scatter_reduce(
+            0, which, r, reduce="amin"
+        )
+        for (z_a, z_b), d in zip(pairs.tolist(), nearest.tolist()):
+            shortest[(z_a, z_b)] = min(shortest.get((z_a, z_b), d), d)
     return shortest
 
 

@@ -16,6 +16,11 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 
 
+def _group(moving: int | Sequence[int]) -> list[int]:
+    """The moved atoms, led by the one whose distance is scanned."""
+    return [moving] if isinstance(moving, int) else list(moving)
+
+
 def pair_scan(
     atoms: Atoms,
     calc: Calculator,
@@ -26,7 +31,7 @@ def pair_scan(
     """E(r) in eV with atom ``moving`` (or the rigid group ``moving``, led by its first atom) at
     each distance r (Å) from atom ``fixed`` along their minimum-image direction; the other atoms
     stay where they are."""
-    group = [moving] if isinstance(moving, int) else list(moving)
+    group = _group(moving)
     direction = atoms.get_distance(fixed, group[0], mic=True, vector=True)
     r0 = np.linalg.norm(direction)
     direction = direction / r0
@@ -77,8 +82,7 @@ def scan_report(
     ``wall_eV``, the highest E on the way in: what a pair must climb before any hole."""
     out = {}
     for name, (fixed, moving) in water_pairs(atoms).items():
-        lead = moving if isinstance(moving, int) else moving[0]
-        r0 = float(atoms.get_distance(fixed, lead, mic=True))
+        r0 = float(atoms.get_distance(fixed, _group(moving)[0], mic=True))
         # distances within 0.01 Å of r_0 would print as r_0 again
         r = sorted({float(d) for d in distances if d < r0 - 0.01} | {r0})
         energy = pair_scan(atoms, calc, fixed, moving, r)
