@@ -24,6 +24,10 @@ from taafs_exp.data.frame import Frame
 from taafs_exp.md.observables import min_pair_distance
 from taafs_exp.models.dp import SelOverflowError
 
+#: Start of ``MDRun.reason`` when the model cannot evaluate a configuration (e.g. more
+#: neighbours than DP's ``sel``): the run stops there, but nothing physical has blown up yet.
+REFUSED = "model refused the configuration"
+
 
 @dataclass(frozen=True)
 class StabilityLimits:
@@ -153,7 +157,7 @@ def run_md(
                 break
     except SelOverflowError as err:
         run.blew_up, run.failed_step = True, dyn.nsteps + 1
-        run.reason = f"model refused the configuration: {err}"
+        run.reason = f"{REFUSED}: {err}"
     finally:
         run.wall_s = time.perf_counter() - start
         if writer is not None:

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from ase.data import chemical_symbols  # noqa: E402
 
-from taafs_exp.md.integrate import MDRun  # noqa: E402
+from taafs_exp.md.integrate import REFUSED, MDRun  # noqa: E402
 from taafs_exp.md.observables import (  # noqa: E402
     RDF,
     energy_drift,
@@ -28,10 +28,10 @@ from taafs_exp.md.observables import (  # noqa: E402
     rdf_distance,
 )
 
-#: Said wherever an RDF comes from an NVT run that blew up.
-BLOWN_UP_RDF = (
-    "the NVT run blew up, so its RDF samples the way to the blow-up, not water at the set "
-    "temperature"
+#: Said wherever an RDF comes from an NVT run that blew up or stopped.
+FAILED_RUN_RDF = (
+    "the NVT run blew up or stopped, so its RDF samples the way to the failure, not water at "
+    "the set temperature"
 )
 
 
@@ -209,11 +209,16 @@ def _equilibrated(nvt: dict[str, Any]) -> str:
     return "n/a" if t is None else f"{t['mean']:.0f} ± {t['std']:.0f} K"
 
 
+def failure_kind(run: dict[str, Any]) -> str:
+    """``STOPPED`` when the model refused a configuration, ``BLEW UP`` for a physical failure."""
+    return "STOPPED" if run["reason"].startswith(REFUSED) else "BLEW UP"
+
+
 def _verdict(run: dict[str, Any]) -> str:
     if run["stable"]:
         return f"stable, {run['steps_done']} steps ({run['simulated_ps']:.2f} ps)"
     time_fs = run["failed_step"] * run["timestep_fs"]
-    return f"**BLEW UP** at step {run['failed_step']} ({time_fs:.1f} fs): {run['reason']}"
+    return f"**{failure_kind(run)}** at step {run['failed_step']} ({time_fs:.1f} fs): {run['reason']}"
 
 
 def model_label(report: dict[str, Any]) -> str:
@@ -289,7 +294,7 @@ def run_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     if not nvt["stable"] and nvt["rdf"] is not None:
-        lines += [f"*{BLOWN_UP_RDF}*", ""]
+        lines += [f"*{FAILED_RUN_RDF}*", ""]
     rdf = nvt["rdf"]
     if rdf is None:
         lines.append("No RDF: the run stopped before any snapshot after equilibration.")
@@ -439,7 +444,7 @@ def write_summary(results_dir: Path) -> str:
             k: (
                 f"stable {v['simulated_ps']:.2f} ps"
                 if v["stable"]
-                else f"BLEW UP step {v['failed_step']}"
+                else f"{failure_kind(v)} step {v['failed_step']}"
             )
             for k, v in (("nve", nve), ("nvt", nvt))
         }
@@ -457,7 +462,7 @@ def write_summary(results_dir: Path) -> str:
         )
     lines += [
         "",
-        f"RDF distances in parentheses: {BLOWN_UP_RDF}",
+        f"RDF distances in parentheses: {FAILED_RUN_RDF}",
         "",
         "![RDFs of every run against the DFT frames](rdf_comparison.png)",
         "",

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from taafs_exp.md import MDRun
-from taafs_exp.md.report import md_goals, nve_analysis, plot_energy, run_summary, seed_table
+from taafs_exp.md.integrate import REFUSED
+from taafs_exp.md.report import (
+    failure_kind,
+    md_goals,
+    nve_analysis,
+    plot_energy,
+    run_summary,
+    seed_table,
+)
 
 
 def _run(blew_up: bool) -> MDRun:
@@ -38,12 +46,22 @@ def test_nve_analysis_uses_every_sample_of_a_stable_run():
 
 def test_a_run_refused_at_the_start_still_reports(tmp_path):
     """SelOverflowError on the start frame: no sample at all, yet summary and plot work."""
-    empty = MDRun("nve", 0.5, 100, 10, blew_up=True, failed_step=0, reason="model refused")
+    empty = MDRun("nve", 0.5, 100, 10, blew_up=True, failed_step=0, reason=REFUSED)
     summary = run_summary(empty)
     assert summary["stable"] is False and summary["temperature_K_mean"] is None
     assert nve_analysis(empty) is None
     plot_energy(empty, empty, tmp_path / "energy.png")
     assert (tmp_path / "energy.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "reason, kind",
+    [(f"{REFUSED}: 21 O neighbours, more than sel[0]=20", "STOPPED"),
+     ("atoms 0.2 Å apart", "BLEW UP")],
+)
+def test_a_refused_configuration_reads_stopped_not_blown_up(reason, kind):
+    run = MDRun("nve", 0.5, 100, 10, blew_up=True, failed_step=40, reason=reason)
+    assert failure_kind(run_summary(run)) == kind
 
 
 GOALS = {"temperature_tolerance_K": 50, "max_abs_drift_meV_per_atom_per_ps": 0.5,
