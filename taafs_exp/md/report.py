@@ -218,7 +218,10 @@ def _verdict(run: dict[str, Any]) -> str:
     if run["stable"]:
         return f"stable, {run['steps_done']} steps ({run['simulated_ps']:.2f} ps)"
     time_fs = run["failed_step"] * run["timestep_fs"]
-    return f"**{failure_kind(run)}** at step {run['failed_step']} ({time_fs:.1f} fs): {run['reason']}"
+    return (
+        f"**{failure_kind(run)}** at step {run['failed_step']} ({time_fs:.1f} fs): "
+        f"{run['reason']}"
+    )
 
 
 def model_label(report: dict[str, Any]) -> str:
