@@ -11,8 +11,8 @@ no logger and no callbacks. A study on other data (the generated sets, made on f
 not in CI) steps on the same water frame, with the options it pins to its data (``type_map``,
 DP's ``sel``) taken from that frame instead. ``make test`` runs the basis TAAFS on the eager
 kernels (the compiled ones are tested in tests/activations; compiling every K up to 32 takes
-minutes); the ``slow``
-variant, in ``make test-all``, steps each point with the compiled kernels the studies train with.
+minutes); the ``slow`` variant, in ``make test-all``, steps each point with the compiled kernels
+the studies train with.
 An experiment added later is picked up by the glob.
 """
 
